@@ -1,0 +1,116 @@
+"""`git theta ...`: the click command group; each command parses and dispatches to commands/."""
+
+import functools
+import sys
+
+import click
+
+from git_theta.errors import ThetaError
+from git_theta.log import get_logger
+
+
+def _user_errors(fn):
+    """Show expected failures as one line on stderr with a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ThetaError as exc:
+            click.echo(f"git-theta: error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="git-theta", prog_name="git-theta")
+def main() -> None:
+    """Version machine-learning checkpoints in git, parameter by parameter."""
+    get_logger()
+
+
+@main.command()
+@click.option(
+    "--scope", type=click.Choice(["global", "user", "system", "repository", "local"]), default="global",
+    show_default=True, help="Which git config file to write.",
+)
+@_user_errors
+def install(scope: str) -> None:
+    """Register git-theta's filter, diff and merge drivers with git."""
+    from git_theta.commands.install import install as run
+
+    run(scope)
+    click.echo(f"git-theta installed ({scope} scope)")
+
+
+@main.command()
+@click.argument("patterns", nargs=-1, required=True)
+@_user_errors
+def track(patterns: tuple[str, ...]) -> None:
+    """Track checkpoint files (paths or globs) with git-theta."""
+    from git_theta.commands.track import track as run
+
+    for p in patterns:
+        click.echo(f"Tracking {run(p)!r} with git-theta")
+
+
+@main.command()
+@click.argument("patterns", nargs=-1, required=True)
+@_user_errors
+def untrack(patterns: tuple[str, ...]) -> None:
+    """Stop tracking patterns added with `git theta track`."""
+    from git_theta.commands.track import untrack as run
+
+    for p in patterns:
+        click.echo(f"{'Untracked' if run(p) else 'Was not tracking'} {p!r}")
+
+
+@main.command("ls-files")
+@_user_errors
+def ls_files() -> None:
+    """List the checkpoints in the index that git-theta tracks."""
+    from git_theta.commands.ls_files import ls_files as run
+
+    for path in run():
+        click.echo(path)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--update-type", default=None, help="How to store the change (dense, ...).")
+@click.option("--update-data", default=None, type=click.Path(), help="Side file with the update's data.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
+@_user_errors
+def add(update_type: str | None, update_data: str | None, args: tuple[str, ...]) -> None:
+    """`git add` checkpoints with a chosen update type (other git add flags pass through)."""
+    from git_theta.commands.add import add as run
+
+    flags = [a for a in args if a.startswith("-")]
+    paths = [a for a in args if not a.startswith("-")]
+    sys.exit(run(paths, update_type, update_data, flags))
+
+
+@main.command()
+@click.argument("rev", default="HEAD")
+@click.argument("paths", nargs=-1)
+@_user_errors
+def fetch(rev: str, paths: tuple[str, ...]) -> None:
+    """Download the LFS objects of tracked checkpoints at REV (default HEAD)."""
+    from git_theta.commands.fetch import fetch as run
+
+    sys.exit(run(rev, list(paths) or None))
+
+
+@main.command("pre-push", hidden=True)
+@click.argument("remote")
+@click.argument("url", default="")
+@_user_errors
+def pre_push(remote: str, url: str) -> None:
+    """Run by the pre-push hook: upload the LFS objects of pushed commits."""
+    from git_theta.commands.pre_push import pre_push as run
+
+    sys.exit(run(remote, url, sys.stdin.read().splitlines()))
+
+
+if __name__ == "__main__":
+    main()

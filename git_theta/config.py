@@ -1,0 +1,67 @@
+"""Settings from environment variables (the original git-theta's names) or git config `theta.*`."""
+
+import os
+import subprocess
+from functools import lru_cache
+
+# setting -> (environment variable, git config key, default)
+SETTINGS: dict[str, tuple[str, str, str | None]] = {
+    "checkpoint_type": ("GIT_THETA_CHECKPOINT_TYPE", "theta.checkpointType", None),
+    "update_type": ("GIT_THETA_UPDATE_TYPE", "theta.updateType", "dense"),
+    "update_data_path": ("GIT_THETA_UPDATE_DATA_PATH", "theta.updateDataPath", None),
+    "max_concurrency": ("GIT_THETA_MAX_CONCURRENCY", "theta.maxConcurrency", "-1"),
+    "low_memory": ("GIT_THETA_LOW_MEMORY", "theta.lowMemory", "0"),
+    "log_level": ("GIT_THETA_LOG_LEVEL", "theta.logLevel", "WARNING"),
+    "parameter_atol": ("GIT_THETA_PARAMETER_ATOL", "theta.parameterAtol", None),
+    "parameter_rtol": ("GIT_THETA_PARAMETER_RTOL", "theta.parameterRtol", None),
+}
+
+
+@lru_cache(maxsize=1)
+def _git_config() -> dict[str, str]:
+    try:
+        out = subprocess.run(
+            ["git", "config", "-z", "--get-regexp", r"^theta\."], capture_output=True, check=False
+        ).stdout
+    except OSError:
+        return {}
+    values = {}
+    for item in out.split(b"\0"):
+        if item:
+            key, _, value = item.decode("utf-8", "replace").partition("\n")
+            values[key.lower()] = value
+    return values
+
+
+def get(name: str) -> str | None:
+    """The setting's value: environment first, then git config, then the default."""
+    env, key, default = SETTINGS[name]
+    if env in os.environ and os.environ[env] != "":
+        return os.environ[env]
+    return _git_config().get(key.lower(), default)
+
+
+def get_bool(name: str) -> bool:
+    value = (get(name) or "").strip().lower()
+    return value in ("1", "true", "yes", "on")
+
+
+def get_float(name: str) -> float | None:
+    value = get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        from git_theta.errors import ThetaError
+
+        raise ThetaError(f"{SETTINGS[name][0]}={value!r} is not a number") from None
+
+
+def max_concurrency() -> int:
+    """Worker threads for hashing and compression: GIT_THETA_MAX_CONCURRENCY, <=0 means all cores."""
+    try:
+        n = int(get("max_concurrency") or "-1")
+    except ValueError:
+        n = -1
+    return n if n > 0 else (os.cpu_count() or 1)

@@ -1,0 +1,1 @@
+"""Git's external drivers for tracked checkpoints: diff (diff.theta) and merge (merge.theta)."""

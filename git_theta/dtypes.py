@@ -1,0 +1,99 @@
+"""The tensor element types git-theta stores, by torch name, with their numpy/tensorstore form.
+
+Tensors travel through git-theta as raw little-endian bytes plus one of these names, so no
+framework is needed to move them. `storage` is the numpy dtype used to hold the bits: the type
+itself where numpy (with ml_dtypes) has it, else an unsigned integer of the same width.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+try:  # ml_dtypes comes with tensorstore; it gives numpy bfloat16 and float8 types.
+    import ml_dtypes
+except ImportError:  # pragma: no cover - tensorstore always brings it
+    ml_dtypes = None
+
+
+@dataclass(frozen=True)
+class DType:
+    name: str  # torch spelling without "torch.", e.g. "float32"
+    itemsize: int
+    storage: str  # numpy / tensorstore dtype name that holds the bits
+    safetensors: str | None  # safetensors header spelling
+    torch_storage: str | None  # legacy typed storage class in torch pickles, if any
+    kind: str  # "f" float, "i" signed, "u" unsigned, "b" bool, "c" complex
+
+    def numpy(self) -> np.dtype:
+        """The numpy dtype that holds this type's bits."""
+        return _numpy_dtype(self.storage)
+
+    @property
+    def is_native(self) -> bool:
+        """True when `numpy()` has this type's semantics, not just its bits."""
+        return self.storage == self.name
+
+
+def _numpy_dtype(name: str) -> np.dtype:
+    if hasattr(np, name) and name not in ("bool",):
+        return np.dtype(name)
+    if name == "bool":
+        return np.dtype(np.bool_)
+    if ml_dtypes is not None and hasattr(ml_dtypes, name):
+        return np.dtype(getattr(ml_dtypes, name))
+    raise KeyError(name)
+
+
+_TABLE = [
+    # name, itemsize, storage, safetensors, torch storage, kind
+    ("float64", 8, "float64", "F64", "DoubleStorage", "f"),
+    ("float32", 4, "float32", "F32", "FloatStorage", "f"),
+    ("float16", 2, "float16", "F16", "HalfStorage", "f"),
+    ("bfloat16", 2, "bfloat16", "BF16", "BFloat16Storage", "f"),
+    ("float8_e4m3fn", 1, "float8_e4m3fn", "F8_E4M3", None, "f"),
+    ("float8_e5m2", 1, "float8_e5m2", "F8_E5M2", None, "f"),
+    ("float8_e4m3fnuz", 1, "float8_e4m3fnuz", None, None, "f"),
+    ("float8_e5m2fnuz", 1, "float8_e5m2fnuz", None, None, "f"),
+    ("float8_e8m0fnu", 1, "float8_e8m0fnu", "F8_E8M0", None, "f"),
+    ("int64", 8, "int64", "I64", "LongStorage", "i"),
+    ("int32", 4, "int32", "I32", "IntStorage", "i"),
+    ("int16", 2, "int16", "I16", "ShortStorage", "i"),
+    ("int8", 1, "int8", "I8", "CharStorage", "i"),
+    ("uint64", 8, "uint64", "U64", None, "u"),
+    ("uint32", 4, "uint32", "U32", None, "u"),
+    ("uint16", 2, "uint16", "U16", None, "u"),
+    ("uint8", 1, "uint8", "U8", "ByteStorage", "u"),
+    ("bool", 1, "bool", "BOOL", "BoolStorage", "b"),
+    ("complex128", 16, "complex128", "C128", "ComplexDoubleStorage", "c"),
+    ("complex64", 8, "complex64", "C64", "ComplexFloatStorage", "c"),
+    ("complex32", 4, "uint32", None, None, "c"),  # no numpy type: kept as raw 32-bit words
+]
+
+DTYPES: dict[str, DType] = {}
+for _row in _TABLE:
+    _dt = DType(*_row)
+    try:
+        _dt.numpy()
+    except KeyError:  # an ml_dtypes too old for this type: it cannot be stored here
+        continue
+    DTYPES[_dt.name] = _dt
+
+BY_SAFETENSORS = {d.safetensors: d for d in DTYPES.values() if d.safetensors}
+BY_TORCH_STORAGE = {d.torch_storage: d for d in DTYPES.values() if d.torch_storage}
+
+
+def get(name: str) -> DType:
+    """Look a dtype up by torch name ("float32", "torch.float32" also accepted)."""
+    key = name[6:] if name.startswith("torch.") else name
+    try:
+        return DTYPES[key]
+    except KeyError:
+        raise KeyError(f"unsupported tensor dtype {name!r}") from None
+
+
+def from_numpy(dtype: np.dtype) -> DType:
+    """The DType for a numpy dtype (bfloat16 and float8 through ml_dtypes)."""
+    name = np.dtype(dtype).name
+    if name == "bool":
+        return DTYPES["bool"]
+    return get(name)

@@ -1,0 +1,114 @@
+"""Clean: a checkpoint's bytes -> metadata; new tensors land in the LFS store.
+
+Every tensor is hashed; one whose (hash, dtype, shape) matches an entry at HEAD or in the index
+reuses that entry, so an unchanged parameter costs one hash and nothing is rewritten.
+"""
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from git_theta import config, parallel, plugins
+from git_theta.errors import ThetaError
+from git_theta.filter.previous import by_content, previous_metadata
+from git_theta.formats.detect import detect
+from git_theta.log import Progress, get_logger
+from git_theta.metadata import Metadata, ParamEntry, is_metadata
+from git_theta.storage.lfs_store import LfsStore
+from git_theta.tensor import RawTensor
+from git_theta.updates.base import UpdateContext
+
+log = get_logger(__name__)
+
+
+def _hash(tensor: RawTensor) -> str:
+    return hashlib.sha256(tensor.data).hexdigest()
+
+
+def _within_tolerance(new: RawTensor, old: RawTensor, atol: float, rtol: float) -> bool:
+    a, b = new.numpy(), old.numpy()
+    if a.dtype.kind in "fcV" or new.dtype.startswith(("bfloat", "float8")):
+        a64, b64 = a.astype(np.complex128 if a.dtype.kind == "c" else np.float64), b.astype(
+            np.complex128 if b.dtype.kind == "c" else np.float64
+        )
+        return bool(np.allclose(a64, b64, rtol=rtol, atol=atol, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def clean(data, path: str, cwd: str | None = None) -> bytes:
+    """Store the checkpoint `data` (bytes-like) tracked at `path`; return its metadata file."""
+    view = memoryview(data).cast("B")
+    if len(view) == 0 or is_metadata(view):
+        return bytes(view)  # empty files and metadata pass through unchanged
+    fmt = detect(path, bytes(view[:64]))
+    checkpoint = fmt.read(view, path)
+    store = LfsStore.for_cwd(cwd)
+    previous = previous_metadata(path, cwd)
+    known = by_content(previous)
+    head = previous[0].params if previous else {}
+
+    names = list(checkpoint.tensors)
+    tensors = [checkpoint.tensors[n] for n in names]
+    hashes = list(parallel.ordered_map(_hash, tensors))
+
+    atol, rtol = config.get_float("parameter_atol"), config.get_float("parameter_rtol")
+    update_name = config.get("update_type") or "dense"
+    update = plugins.updates.get(update_name)()
+
+    entries: dict[str, ParamEntry] = {}
+    todo: dict[tuple, list[str]] = {}
+    for name, tensor, digest in zip(names, tensors, hashes):
+        key = (digest, tensor.dtype, tuple(tensor.shape))
+        if key in known:
+            entries[name] = known[key]
+        else:
+            todo.setdefault(key, []).append(name)
+
+    if (atol is not None or rtol is not None) and todo:
+        _apply_tolerance(todo, entries, head, checkpoint.tensors, store, atol or 0.0, rtol or 0.0)
+
+    progress = Progress(f"storing {path}", len(todo))
+
+    def store_one(item):
+        key, group = item
+        ctx = UpdateContext(store, group[0], head.get(group[0]))
+        entry = update.store(checkpoint.tensors[group[0]], ctx)
+        progress.advance()
+        return key, dataclasses.replace(entry, hash=key[0])
+
+    try:
+        for key, entry in parallel.ordered_map(store_one, list(todo.items())):
+            for name in todo[key]:
+                entries[name] = entry
+    finally:
+        progress.close()
+    ordered = {name: entries[name] for name in names}
+    log.info("clean %s: %d parameters, %d stored", path, len(names), len(todo))
+    return Metadata(fmt.name, checkpoint.layout, ordered).dumps()
+
+
+def _apply_tolerance(todo, entries, head, tensors, store, atol: float, rtol: float) -> None:
+    """Lossy opt-in: a changed tensor within tolerance of HEAD's keeps HEAD's stored value."""
+    for key in list(todo):
+        group = todo[key]
+        kept = []
+        for name in group:
+            old = head.get(name)
+            if old is None or old.dtype != key[1] or tuple(old.shape) != key[2]:
+                kept.append(name)
+                continue
+            ctx = UpdateContext(store, name, None)
+            try:
+                old_tensor = plugins.updates.get(old.update_type)().load(old, ctx)
+            except ThetaError:
+                kept.append(name)
+                continue
+            if _within_tolerance(tensors[name], old_tensor, atol, rtol):
+                entries[name] = old
+            else:
+                kept.append(name)
+        if kept:
+            todo[key] = kept
+        else:
+            del todo[key]

@@ -1,0 +1,60 @@
+"""`git-theta-filter clean|smudge PATH` (stdin -> stdout) and `git-theta-filter process`."""
+
+import sys
+
+import click
+
+from git_theta.errors import ThetaError
+from git_theta.log import get_logger
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """The git clean/smudge filter of git-theta (git runs this; you rarely need to)."""
+    get_logger()
+
+
+@main.command("clean")
+@click.argument("path")
+def clean_cmd(path: str) -> None:
+    """Read a checkpoint on stdin, store its tensors, write its metadata to stdout."""
+    from git_theta.filter.clean import clean
+
+    data = sys.stdin.buffer.read()
+    try:
+        out = clean(data, path)
+    except ThetaError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.stdout.buffer.write(out)
+
+
+@main.command("smudge")
+@click.argument("path")
+def smudge_cmd(path: str) -> None:
+    """Read metadata on stdin, write the checkpoint it describes to stdout."""
+    import io
+
+    from git_theta.filter.smudge import smudge
+
+    data = sys.stdin.buffer.read()
+    buf = io.BytesIO()
+    try:
+        smudge(data, path, buf)
+    except ThetaError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.stdout.buffer.write(buf.getbuffer())
+
+
+@main.command("process")
+def process_cmd() -> None:
+    """Serve git's long-running filter protocol on stdin/stdout."""
+    from git_theta.filter.process import serve
+
+    try:
+        sys.exit(serve())
+    except ThetaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Git's long-running filter protocol (filter.<driver>.process): one process per git command.
+
+The interpreter, numpy and tensorstore load once, and every tracked file of the command goes
+through the same process.
+"""
+
+import io
+import sys
+from typing import BinaryIO
+
+from git_theta.errors import ThetaError
+from git_theta.filter.clean import clean
+from git_theta.filter.smudge import smudge
+from git_theta.git import pktline
+from git_theta.log import get_logger
+
+log = get_logger(__name__)
+
+
+def _handshake(r: BinaryIO, w: BinaryIO) -> None:
+    hello = pktline.read_text_list(r)
+    if not hello or hello[0] != "git-filter-client" or "version=2" not in hello[1:]:
+        raise ThetaError("git-theta-filter process: unexpected handshake from git")
+    pktline.write_text(w, "git-filter-server", "version=2")
+    pktline.write_flush(w)
+    caps = pktline.read_text_list(r)
+    pktline.write_text(w, *[c for c in ("capability=clean", "capability=smudge") if c in caps])
+    pktline.write_flush(w)
+    w.flush()
+
+
+def _respond_error(w: BinaryIO, path: str, exc: BaseException) -> None:
+    sys.stderr.write(f"git-theta: {exc if isinstance(exc, ThetaError) else f'{path}: {exc}'}\n")
+    sys.stderr.flush()
+    pktline.write_text(w, "status=error")
+    pktline.write_flush(w)
+    w.flush()
+
+
+def serve(r: BinaryIO | None = None, w: BinaryIO | None = None) -> int:
+    """Answer git's clean and smudge requests until git closes the pipe."""
+    r = r or sys.stdin.buffer
+    w = w or sys.stdout.buffer
+    _handshake(r, w)
+    while True:
+        try:
+            headers = pktline.read_key_values(r)
+        except EOFError:
+            return 0
+        command, path = headers.get("command"), headers.get("pathname", "")
+        content = pktline.read_content(r)
+        if command not in ("clean", "smudge"):
+            _respond_error(w, path, ThetaError(f"unsupported filter command {command!r}"))
+            continue
+        if command == "clean":
+            try:
+                result = clean(content, path)
+            except Exception as exc:  # expected failures are ThetaErrors; others are reported too
+                log.debug("clean failed", exc_info=True)
+                _respond_error(w, path, exc)
+                continue
+            del content
+            pktline.write_text(w, "status=success")
+            pktline.write_flush(w)
+            sink = pktline.ContentWriter(w)
+            sink.write(result)
+            sink.close()
+            pktline.write_flush(w)
+            w.flush()
+            continue
+        # smudge: produce the whole file first (bounded by the model), so a failure sends nothing
+        buf = io.BytesIO()
+        try:
+            smudge(content, path, buf)
+        except Exception as exc:
+            log.debug("smudge failed", exc_info=True)
+            _respond_error(w, path, exc)
+            continue
+        del content
+        pktline.write_text(w, "status=success")
+        pktline.write_flush(w)
+        sink = pktline.ContentWriter(w)
+        sink.write(buf.getbuffer())
+        buf = None
+        sink.close()
+        pktline.write_flush(w)
+        w.flush()

@@ -1,0 +1,57 @@
+"""Smudge: metadata -> the checkpoint in its original format, written tensor by tensor.
+
+Every object is present (fetched in one batch if not) before the first byte goes out, and each
+is checked against its oid as it is read.
+"""
+
+from typing import BinaryIO
+
+from git_theta import parallel, plugins
+from git_theta.formats.detect import by_name
+from git_theta.log import Progress, get_logger
+from git_theta.metadata import Metadata, is_metadata
+from git_theta.storage import transfer
+from git_theta.storage.lfs_store import LfsStore
+from git_theta.tensor import RawTensor, TensorSpec
+from git_theta.updates.base import UpdateContext
+
+log = get_logger(__name__)
+
+
+def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) -> None:
+    """Fetch, in one batch, every object the metadata needs that the store lacks."""
+    needed: dict[str, int] = {}
+    for entry in meta.params.values():
+        needed.update(plugins.updates.get(entry.update_type)().objects(entry))
+    transfer.fetch(store, needed, cwd or ".", what=path)
+
+
+def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | None = None):
+    """Yield the tensors of `meta` (or of `names`) in order, decoded on worker threads."""
+    names = list(meta.params) if names is None else names
+    progress = Progress(f"checking out {path}", len(names))
+
+    def load(name: str) -> RawTensor:
+        entry = meta.params[name]
+        tensor = plugins.updates.get(entry.update_type)().load(entry, UpdateContext(store, name, None))
+        progress.advance()
+        return tensor
+
+    try:
+        yield from parallel.ordered_map(load, names)
+    finally:
+        progress.close()
+
+
+def smudge(data, path: str, out: BinaryIO, cwd: str | None = None) -> None:
+    """Write the checkpoint that metadata `data` describes to `out`; other content passes through."""
+    if not is_metadata(data):
+        out.write(data)
+        return
+    meta = Metadata.loads(data, path)
+    store = LfsStore.for_cwd(cwd)
+    ensure_objects(meta, store, cwd, path)
+    fmt = by_name(meta.format)
+    specs = [TensorSpec(name, e.dtype, tuple(e.shape)) for name, e in meta.params.items()]
+    fmt.write(meta.layout, specs, load_tensors(meta, store, path), out, path)
+    log.info("smudge %s: %d parameters", path, len(specs))

@@ -1,0 +1,1 @@
+"""Checkpoint formats: each turns a file's bytes into named tensors and back (plug-ins)."""

@@ -1,0 +1,174 @@
+"""PyTorch checkpoints (torch.save zip archives and legacy pickled dicts), read without torch."""
+
+import hashlib
+import pickle
+import struct
+from typing import BinaryIO, Iterable
+
+import numpy as np
+
+from git_theta import dtypes
+from git_theta.errors import CheckpointError
+from git_theta.formats import torch_pickle, zipio
+from git_theta.formats.base import Checkpoint, CheckpointFormat
+from git_theta.tensor import RawTensor, TensorSpec, numel
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+_LEGACY_HEAD = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
+_SYS_INFO = {"protocol_version": LEGACY_PROTOCOL, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+
+
+def _materialize(ref: torch_pickle.TensorRef, storage: memoryview, path: str, name: str) -> RawTensor:
+    """Cut one tensor out of its storage bytes: a view when contiguous, else a strided copy."""
+    dt = ref.dtype
+    size = tuple(int(s) for s in ref.size)
+    n = numel(size)
+    item = dt.itemsize
+    base = (ref.storage.view_offset + ref.offset) * item
+    contiguous_stride, acc = [], 1
+    for s in reversed(size):
+        contiguous_stride.append(acc)
+        acc *= s
+    contiguous = n == 0 or all(st == cs for st, cs, sz in zip(ref.stride, reversed(contiguous_stride), size) if sz > 1)
+    if n and base + (sum((s - 1) * st for s, st in zip(size, ref.stride)) + 1) * item > len(storage):
+        raise CheckpointError(f"tensor {name!r} points past the end of its storage (truncated file?)", path)
+    if contiguous:
+        return RawTensor(dt.name, size, storage[base : base + n * item])
+    arr = np.frombuffer(storage, dtype=dt.numpy(), offset=base)
+    view = np.lib.stride_tricks.as_strided(arr, size, [st * item for st in ref.stride])
+    return RawTensor.from_numpy(np.ascontiguousarray(view), dt.name)
+
+
+class PyTorchCheckpoint(CheckpointFormat):
+    """`torch.save` files: the zip format (default since torch 1.6) and the legacy pickle format."""
+
+    name = "pytorch"
+    aliases = ("pickled-dict", "torch")
+    extensions = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        return head.startswith(b"PK\x03\x04") or head.startswith(_LEGACY_HEAD)
+
+    def read(self, data: memoryview, path: str) -> Checkpoint:
+        if bytes(data[:4]) == b"PK\x03\x04":
+            return self._read_zip(data, path)
+        if bytes(data[: len(_LEGACY_HEAD)]) == _LEGACY_HEAD:
+            return self._read_legacy(data, path)
+        raise CheckpointError("not a PyTorch checkpoint (neither a torch.save zip nor a legacy pickle)", path)
+
+    def _read_zip(self, data: memoryview, path: str) -> Checkpoint:
+        entries = zipio.read_entries(data, path)
+        pkl = [n for n in entries if n.endswith("data.pkl") and n.count("/") == 1]
+        if len(pkl) != 1:
+            raise CheckpointError("zip archive without a torch data.pkl (not a torch.save file?)", path)
+        archive = pkl[0].split("/")[0]
+        obj, storages = torch_pickle.unpickle(entries[pkl[0]], path)
+        tree, leaves = torch_pickle.to_tree(obj, path)
+        tensors = {}
+        for name, ref in leaves:
+            member = f"{archive}/data/{ref.storage.key}"
+            if member not in entries:
+                raise CheckpointError(f"storage for tensor {name!r} is missing (truncated file?)", path)
+            tensors[name] = _materialize(ref, entries[member], path, name)
+        layout = {"container": "zip", "archive": archive, "tree": tree}
+        byteorder = entries.get(f"{archive}/byteorder")
+        if byteorder is not None and bytes(byteorder) != b"little":
+            raise CheckpointError("big-endian torch checkpoints are not supported", path)
+        return Checkpoint(tensors, layout)
+
+    def _read_legacy(self, data: memoryview, path: str) -> Checkpoint:
+        reader = torch_pickle._Reader(data)
+        try:
+            magic = pickle.load(reader)
+            protocol = pickle.load(reader)
+            sys_info = pickle.load(reader)
+        except Exception:
+            raise CheckpointError("truncated or corrupt legacy torch checkpoint", path) from None
+        if magic != LEGACY_MAGIC or protocol != LEGACY_PROTOCOL or not isinstance(sys_info, dict):
+            raise CheckpointError("unsupported legacy torch checkpoint header", path)
+        if not sys_info.get("little_endian", True):
+            raise CheckpointError("big-endian torch checkpoints are not supported", path)
+        obj, storages = torch_pickle.unpickle(None, path, reader)
+        keys, _ = torch_pickle.unpickle(None, path, reader)
+        raw: dict[str, memoryview] = {}
+        pos = reader.pos
+        for key in keys:
+            ref = storages.get(str(key))
+            if pos + 8 > len(data) or ref is None:
+                raise CheckpointError("truncated legacy torch checkpoint (storage records)", path)
+            (count,) = struct.unpack_from("<q", data, pos)
+            item = ref.stype.dtype.itemsize if ref.stype.dtype else 1
+            end = pos + 8 + count * item
+            if end > len(data):
+                raise CheckpointError("truncated legacy torch checkpoint (storage data)", path)
+            raw[str(key)] = data[pos + 8 : end]
+            pos = end
+        tree, leaves = torch_pickle.to_tree(obj, path)
+        tensors = {name: _materialize(ref, raw[ref.storage.key], path, name) for name, ref in leaves}
+        return Checkpoint(tensors, {"container": "legacy", "tree": tree})
+
+    def write(
+        self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str
+    ) -> None:
+        tree = layout.get("tree")
+        if tree is None:  # a layout from another format: write a flat state dict
+            tree = {"odict": [[s.name, {"tensor": s.name}] for s in specs]}
+        keys = {s.name: (str(i), s.shape, s.dtype) for i, s in enumerate(specs)}
+        missing = [n for n in _leaf_names(tree) if n not in keys]
+        if missing:
+            raise CheckpointError(f"metadata names tensors it does not store: {', '.join(missing[:5])}", path)
+        if layout.get("container") == "legacy":
+            self._write_legacy(tree, keys, specs, tensors, out)
+        else:
+            self._write_zip(layout.get("archive") or "archive", tree, keys, specs, tensors, out)
+
+    @staticmethod
+    def _write_zip(archive, tree, keys, specs, tensors, out) -> None:
+        zw = zipio.ZipWriter(out, align=64)
+        zw.add(f"{archive}/data.pkl", torch_pickle.TreePickler(keys).dumps(tree))
+        zw.add(f"{archive}/.format_version", b"1")
+        zw.add(f"{archive}/.storage_alignment", b"64")
+        zw.add(f"{archive}/byteorder", b"little")
+        digest = hashlib.sha256()
+        for spec, tensor in zip(specs, tensors):
+            zw.add(f"{archive}/data/{keys[spec.name][0]}", tensor.data)
+            digest.update(f"{spec.name}\0{spec.dtype}\0{spec.shape}\0".encode())
+        zw.add(f"{archive}/version", b"3\n")
+        # torch writes a random id here; ours is derived from the contents so output is reproducible
+        zw.add(f"{archive}/.data/serialization_id", str(int(digest.hexdigest()[:32], 16)).zfill(40).encode())
+        zw.close()
+
+    @staticmethod
+    def _write_legacy(tree, keys, specs, tensors, out) -> None:
+        out.write(pickle.dumps(LEGACY_MAGIC, protocol=2))
+        out.write(pickle.dumps(LEGACY_PROTOCOL, protocol=2))
+        out.write(pickle.dumps(_SYS_INFO, protocol=2))
+        out.write(torch_pickle.TreePickler(keys, legacy=True).dumps(tree))
+        out.write(pickle.dumps([keys[s.name][0] for s in specs], protocol=2))
+        for spec, tensor in zip(specs, tensors):
+            out.write(struct.pack("<q", numel(spec.shape)))
+            out.write(tensor.data)
+
+
+def _leaf_names(tree) -> list[str]:
+    names: list[str] = []
+
+    def walk(n):
+        if isinstance(n, dict):
+            if "tensor" in n:
+                names.append(n["tensor"])
+                return
+            for k, v in n.items():
+                if k == "attrs":
+                    for a in v.values():
+                        walk(a)
+                else:
+                    walk(v)
+        elif isinstance(n, list):
+            for v in n:
+                walk(v)
+
+    walk(tree)
+    return names

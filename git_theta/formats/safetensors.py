@@ -1,0 +1,77 @@
+"""safetensors files, read and written by their spec (8-byte header length, JSON header, data)."""
+
+import json
+import struct
+from typing import BinaryIO, Iterable
+
+from git_theta import dtypes
+from git_theta.errors import CheckpointError
+from git_theta.formats.base import Checkpoint, CheckpointFormat
+from git_theta.tensor import RawTensor, TensorSpec, numel
+
+_MAX_HEADER = 100_000_000
+
+
+class SafetensorsCheckpoint(CheckpointFormat):
+    """Hugging Face safetensors: tensors in data order, the `__metadata__` header kept as is."""
+
+    name = "safetensors"
+    aliases = ("safetensors-checkpoint",)
+    extensions = (".safetensors",)
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        if len(head) < 10:
+            return False
+        (n,) = struct.unpack_from("<Q", head)
+        return 2 <= n <= _MAX_HEADER and head[8:9] == b"{"
+
+    def read(self, data: memoryview, path: str) -> Checkpoint:
+        if len(data) < 8:
+            raise CheckpointError("truncated safetensors file (no header)", path)
+        (n,) = struct.unpack_from("<Q", data)
+        if n > _MAX_HEADER or 8 + n > len(data):
+            raise CheckpointError("truncated or corrupt safetensors file (header length past the end)", path)
+        try:
+            header = json.loads(bytes(data[8 : 8 + n]))
+        except (ValueError, UnicodeDecodeError):
+            raise CheckpointError("corrupt safetensors header (not JSON)", path) from None
+        if not isinstance(header, dict):
+            raise CheckpointError("corrupt safetensors header (not an object)", path)
+        meta = header.pop("__metadata__", None)
+        base = 8 + n
+        items = []
+        for name, info in header.items():
+            try:
+                dt = dtypes.BY_SAFETENSORS[info["dtype"]]
+                shape = tuple(int(s) for s in info["shape"])
+                begin, end = (int(x) for x in info["data_offsets"])
+            except (KeyError, TypeError, ValueError):
+                raise CheckpointError(f"corrupt safetensors entry for {name!r}", path) from None
+            if end - begin != numel(shape) * dt.itemsize or begin < 0 or base + end > len(data):
+                raise CheckpointError(f"tensor {name!r} runs past the end of the file (truncated?)", path)
+            items.append((begin, name, dt, shape, end))
+        items.sort()
+        tensors = {name: RawTensor(dt.name, shape, data[base + b : base + e]) for b, name, dt, shape, e in items}
+        return Checkpoint(tensors, {"metadata": meta})
+
+    def write(
+        self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str
+    ) -> None:
+        header: dict = {}
+        if layout.get("metadata") is not None:
+            header["__metadata__"] = layout["metadata"]
+        offset = 0
+        for spec in specs:
+            dt = dtypes.get(spec.dtype)
+            if dt.safetensors is None:
+                raise CheckpointError(f"dtype {dt.name} of {spec.name!r} has no safetensors spelling", path)
+            size = numel(spec.shape) * dt.itemsize
+            header[spec.name] = {"dtype": dt.safetensors, "shape": list(spec.shape), "data_offsets": [offset, offset + size]}
+            offset += size
+        raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        raw += b" " * (-len(raw) % 8)
+        out.write(struct.pack("<Q", len(raw)))
+        out.write(raw)
+        for tensor in tensors:
+            out.write(tensor.data)

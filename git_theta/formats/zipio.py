@@ -1,0 +1,142 @@
+"""A minimal zip reader and writer for torch.save archives: stored entries, zero-copy, zip64.
+
+torch writes its checkpoints as uncompressed zip archives with 64-byte aligned members; reading
+them by offset avoids both torch's import and copies of the model, and writing them the same way
+lets smudge stream a checkpoint tensor by tensor.
+"""
+
+import struct
+import zlib
+import zipfile
+from typing import BinaryIO
+
+from git_theta.errors import CheckpointError
+
+_EOCD = b"PK\x05\x06"
+_EOCD64 = b"PK\x06\x06"
+_EOCD64_LOC = b"PK\x06\x07"
+_CENTRAL = b"PK\x01\x02"
+_LOCAL = b"PK\x03\x04"
+_U32 = 0xFFFFFFFF
+
+
+def read_entries(data: memoryview, path: str) -> dict[str, memoryview]:
+    """Map member name -> contents; stored members are views into `data`, no copy."""
+    size = len(data)
+    window = bytes(data[max(0, size - 65557) :])
+    pos = window.rfind(_EOCD)
+    if pos < 0:
+        raise CheckpointError("truncated or corrupt zip archive (no end record); re-save the checkpoint", path)
+    eocd = size - len(window) + pos
+    (count, cd_size, cd_offset) = struct.unpack_from("<10xHII", data, eocd)
+    if (count == 0xFFFF or cd_offset == _U32 or cd_size == _U32) and eocd >= 20:
+        loc = eocd - 20
+        if bytes(data[loc : loc + 4]) == _EOCD64_LOC:
+            (rec,) = struct.unpack_from("<8xQ", data, loc)
+            if bytes(data[rec : rec + 4]) != _EOCD64:
+                raise CheckpointError("corrupt zip64 end record", path)
+            count, cd_size, cd_offset = struct.unpack_from("<24xQQQ", data, rec)
+    entries: dict[str, memoryview] = {}
+    p = cd_offset
+    for _ in range(count):
+        if p + 46 > size or bytes(data[p : p + 4]) != _CENTRAL:
+            raise CheckpointError("truncated or corrupt zip archive (central directory)", path)
+        method, crc, csize, usize, nlen, elen, clen = struct.unpack_from("<10xH4xIIIHHH", data, p)
+        (offset,) = struct.unpack_from("<42xI", data, p)
+        name = bytes(data[p + 46 : p + 46 + nlen]).decode("utf-8")
+        extra = bytes(data[p + 46 + nlen : p + 46 + nlen + elen])
+        usize, csize, offset = _zip64_fields(extra, usize, csize, offset)
+        p += 46 + nlen + elen + clen
+        if offset + 30 > size or bytes(data[offset : offset + 4]) != _LOCAL:
+            raise CheckpointError(f"truncated or corrupt zip archive (member {name})", path)
+        lnlen, lelen = struct.unpack_from("<26xHH", data, offset)
+        start = offset + 30 + lnlen + lelen
+        if start + csize > size:
+            raise CheckpointError(f"truncated checkpoint: member {name} runs past the end of the file", path)
+        raw = data[start : start + csize]
+        if method == zipfile.ZIP_STORED:
+            entries[name] = raw
+        elif method == zipfile.ZIP_DEFLATED:
+            entries[name] = memoryview(zlib.decompress(raw, -15))
+        else:
+            raise CheckpointError(f"zip member {name} uses unsupported compression {method}", path)
+    return entries
+
+
+def _zip64_fields(extra: bytes, usize: int, csize: int, offset: int) -> tuple[int, int, int]:
+    i = 0
+    while i + 4 <= len(extra):
+        tag, ln = struct.unpack_from("<HH", extra, i)
+        if tag == 1:
+            vals = list(struct.unpack_from("<%dQ" % (ln // 8), extra, i + 4))
+            if usize == _U32 and vals:
+                usize = vals.pop(0)
+            if csize == _U32 and vals:
+                csize = vals.pop(0)
+            if offset == _U32 and vals:
+                offset = vals.pop(0)
+        i += 4 + ln
+    return usize, csize, offset
+
+
+class ZipWriter:
+    """Writes stored (uncompressed) members with data aligned to `align` bytes, streaming."""
+
+    def __init__(self, out: BinaryIO, align: int = 64):
+        self.out, self.align = out, align
+        self.offset = 0
+        self.central: list[bytes] = []
+
+    def _write(self, data) -> None:
+        self.out.write(data)
+        self.offset += len(data)
+
+    def add(self, name: str, data) -> None:
+        data = memoryview(data).cast("B")
+        bname = name.encode("utf-8")
+        size = len(data)
+        crc = zlib.crc32(data)
+        big = size >= _U32 or self.offset >= _U32
+        extra = struct.pack("<HHQQ", 1, 16, size, size) if size >= _U32 else b""
+        header_len = 30 + len(bname) + len(extra)
+        pad = (-(self.offset + header_len + 4)) % self.align if self.align else 0
+        if self.align:
+            extra += struct.pack("<HH", 0x4246, pad) + b"Z" * pad  # "FB" padding field, as torch
+        version = 45 if big else 20
+        s32 = _U32 if size >= _U32 else size
+        local = struct.pack("<4sHHHHHIIIHH", _LOCAL, version, 0, 0, 0, 0x21, crc, s32, s32, len(bname), len(extra))
+        start = self.offset
+        self._write(local + bname + extra)
+        self._write(data)
+        cextra = b""
+        o32 = start
+        if size >= _U32 or start >= _U32:
+            vals = []
+            if size >= _U32:
+                vals += [size, size]
+            if start >= _U32:
+                vals.append(start)
+                o32 = _U32
+            cextra = struct.pack("<HH", 1, 8 * len(vals)) + struct.pack("<%dQ" % len(vals), *vals)
+        self.central.append(
+            struct.pack(
+                "<4sHHHHHHIIIHHHHHII", _CENTRAL, version, version, 0, 0, 0, 0x21, crc, s32, s32,
+                len(bname), len(cextra), 0, 0, 0, 0, o32,
+            )
+            + bname
+            + cextra
+        )
+
+    def close(self) -> None:
+        cd_offset = self.offset
+        for rec in self.central:
+            self._write(rec)
+        cd_size = self.offset - cd_offset
+        n = len(self.central)
+        if n >= 0xFFFF or cd_offset >= _U32 or cd_size >= _U32:
+            rec64 = self.offset
+            self._write(struct.pack("<4sQHHIIQQQQ", _EOCD64, 44, 45, 45, 0, 0, n, n, cd_size, cd_offset))
+            self._write(struct.pack("<4sIQI", _EOCD64_LOC, 0, rec64, 1))
+            self._write(struct.pack("<4sHHHHIIH", _EOCD, 0, 0, 0xFFFF, 0xFFFF, _U32, _U32, 0))
+        else:
+            self._write(struct.pack("<4sHHHHIIH", _EOCD, 0, 0, n, n, cd_size, cd_offset, 0))

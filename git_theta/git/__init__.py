@@ -1,0 +1,1 @@
+"""Git plumbing: the few git commands git-theta needs, in one place."""

@@ -1,0 +1,108 @@
+"""Git's pkt-line framing, used by the long-running filter protocol in both directions."""
+
+from typing import BinaryIO
+
+MAX_DATA = 65516  # largest payload of one packet
+FLUSH = b"0000"
+
+
+class PktLineError(Exception):
+    """The other side broke the framing or went away."""
+
+
+def read_packet(stream: BinaryIO) -> bytes | None:
+    """One packet's payload; None for a flush packet; EOFError at a clean end of stream."""
+    head = stream.read(4)
+    if not head:
+        raise EOFError
+    if len(head) != 4:
+        raise PktLineError("truncated pkt-line header")
+    size = int(head, 16)
+    if size == 0:
+        return None
+    if size < 4:
+        raise PktLineError(f"bad pkt-line length {size}")
+    data = stream.read(size - 4)
+    if len(data) != size - 4:
+        raise PktLineError("truncated pkt-line")
+    return data
+
+
+def read_text_list(stream: BinaryIO) -> list[str]:
+    """Text packets up to the next flush, trailing newlines removed."""
+    lines = []
+    while True:
+        pkt = read_packet(stream)
+        if pkt is None:
+            return lines
+        lines.append(pkt.decode("utf-8").rstrip("\n"))
+
+
+def read_key_values(stream: BinaryIO) -> dict[str, str]:
+    """`key=value` packets up to the next flush."""
+    out = {}
+    for line in read_text_list(stream):
+        key, _, value = line.partition("=")
+        out[key] = value
+    return out
+
+
+def read_content(stream: BinaryIO) -> bytearray:
+    """Binary packets up to the next flush, joined without an extra copy."""
+    buf = bytearray()
+    while True:
+        head = stream.read(4)
+        if len(head) != 4:
+            raise PktLineError("stream ended inside content")
+        size = int(head, 16)
+        if size == 0:
+            return buf
+        start = len(buf)
+        buf.extend(stream.read(size - 4))
+        if len(buf) - start != size - 4:
+            raise PktLineError("truncated pkt-line")
+
+
+def write_packet(stream: BinaryIO, data: bytes | memoryview) -> None:
+    stream.write(b"%04x" % (len(data) + 4))
+    stream.write(data)
+
+
+def write_text(stream: BinaryIO, *lines: str) -> None:
+    for line in lines:
+        write_packet(stream, (line + "\n").encode("utf-8"))
+
+
+def write_flush(stream: BinaryIO) -> None:
+    stream.write(FLUSH)
+
+
+class ContentWriter:
+    """A file-like sink that frames everything written into pkt-lines of the maximal size."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.pending = bytearray()
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if self.pending:
+            take = min(MAX_DATA - len(self.pending), len(view))
+            self.pending += view[:take]
+            view = view[take:]
+            if len(self.pending) == MAX_DATA:
+                write_packet(self.stream, self.pending)
+                self.pending = bytearray()
+        while len(view) >= MAX_DATA:
+            write_packet(self.stream, view[:MAX_DATA])
+            view = view[MAX_DATA:]
+        if len(view):
+            self.pending += view
+        return n
+
+    def close(self) -> None:
+        if self.pending:
+            write_packet(self.stream, self.pending)
+            self.pending = bytearray()
+        write_flush(self.stream)

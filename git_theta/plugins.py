@@ -1,0 +1,78 @@
+"""Plug-in registries: one per entry-point group, each holding subclasses of one base class.
+
+Built-in plug-ins are registered in setup.py under the same groups as third-party ones, and also
+listed here so a source checkout works before installation.
+"""
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from git_theta.errors import ThetaError
+
+T = TypeVar("T")
+
+CHECKPOINTS = "git_theta.plugins.checkpoints"
+UPDATES = "git_theta.plugins.updates"
+MERGES = "git_theta.plugins.merges"
+
+
+class Registry(Generic[T]):
+    """Name -> plug-in class for one entry-point group; names are case-insensitive."""
+
+    def __init__(self, group: str, kind: str, builtins: dict[str, str]):
+        self.group, self.kind, self.builtins = group, kind, builtins
+        self._classes: dict[str, type] | None = None
+
+    def _load(self) -> dict[str, type]:
+        if self._classes is None:
+            found: dict[str, type] = {}
+            for name, target in self.builtins.items():
+                module, _, attr = target.partition(":")
+                found[name] = getattr(importlib.import_module(module), attr)
+            for ep in entry_points(group=self.group):
+                if ep.name.lower() in found and ep.value == self.builtins.get(ep.name.lower()):
+                    continue
+                try:
+                    found[ep.name.lower()] = ep.load()
+                except Exception as exc:  # a broken third-party plug-in must not break the rest
+                    from git_theta.log import get_logger
+
+                    get_logger(__name__).warning("plug-in %s=%s failed to load: %s", ep.name, ep.value, exc)
+            for cls in list(found.values()):
+                for alias in getattr(cls, "aliases", ()):
+                    found.setdefault(alias.lower(), cls)
+            self._classes = found
+        return self._classes
+
+    def names(self) -> list[str]:
+        return sorted(self._load())
+
+    def get(self, name: str) -> type:
+        try:
+            return self._load()[name.lower()]
+        except KeyError:
+            raise ThetaError(
+                f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or 'none'}"
+            ) from None
+
+    def classes(self) -> list[type]:
+        """Each registered class once, in name order."""
+        out: list[type] = []
+        for name in self.names():
+            cls = self._load()[name]
+            if cls not in out:
+                out.append(cls)
+        return out
+
+
+checkpoints: "Registry" = Registry(
+    CHECKPOINTS,
+    "checkpoint type",
+    {
+        "pytorch": "git_theta.formats.pytorch:PyTorchCheckpoint",
+        "safetensors": "git_theta.formats.safetensors:SafetensorsCheckpoint",
+    },
+)
+updates: "Registry" = Registry(UPDATES, "update type", {"dense": "git_theta.updates.dense:DenseUpdate"})
+merges: "Registry" = Registry(MERGES, "merge strategy", {})

@@ -1,0 +1,1 @@
+"""Where tensors live: the local Git LFS object store and transfers to and from remotes."""

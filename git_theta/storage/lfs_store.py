@@ -1,0 +1,91 @@
+"""The repository's Git LFS object store, written directly: .git/lfs/objects/aa/bb/<sha256>."""
+
+import hashlib
+import os
+import tempfile
+
+from git_theta.errors import ThetaError
+from git_theta.git import repo
+
+
+class ObjectWriter:
+    """A file-like sink that hashes what it is given and lands it in the store atomically."""
+
+    def __init__(self, store: "LfsStore"):
+        self.store = store
+        os.makedirs(store.tmp_dir, exist_ok=True)
+        fd, self.tmp_path = tempfile.mkstemp(dir=store.tmp_dir, prefix="theta-")
+        self.file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.file.write(data)
+        n = len(memoryview(data).cast("B"))
+        self.size += n
+        return n
+
+    def commit(self) -> tuple[str, int]:
+        """Close, then move into place under the object's oid; returns (oid, size)."""
+        self.file.close()
+        oid = self.digest.hexdigest()
+        final = self.store.path(oid)
+        if os.path.exists(final):
+            os.unlink(self.tmp_path)
+        else:
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.chmod(self.tmp_path, 0o644)
+            os.replace(self.tmp_path, final)
+        return oid, self.size
+
+    def abort(self) -> None:
+        self.file.close()
+        if os.path.exists(self.tmp_path):
+            os.unlink(self.tmp_path)
+
+
+class LfsStore:
+    """Read and write LFS objects by oid; every read is checked against its oid."""
+
+    def __init__(self, common_dir: str):
+        self.common_dir = common_dir
+        storage = repo.config_get("lfs.storage", cwd=common_dir)
+        base = os.path.join(common_dir, storage) if storage else os.path.join(common_dir, "lfs")
+        self.objects_dir = os.path.join(base, "objects")
+        self.tmp_dir = os.path.join(base, "tmp")
+
+    @classmethod
+    def for_cwd(cls, cwd: str | None = None) -> "LfsStore":
+        return cls(repo.common_dir(cwd))
+
+    def path(self, oid: str) -> str:
+        return os.path.join(self.objects_dir, oid[0:2], oid[2:4], oid)
+
+    def has(self, oid: str) -> bool:
+        return os.path.exists(self.path(oid))
+
+    def writer(self) -> ObjectWriter:
+        return ObjectWriter(self)
+
+    def put(self, data: bytes) -> tuple[str, int]:
+        w = self.writer()
+        try:
+            w.write(data)
+        except BaseException:
+            w.abort()
+            raise
+        return w.commit()
+
+    def read(self, oid: str, what: str = "object") -> bytes:
+        """The object's bytes, verified; ThetaError when missing or corrupt."""
+        try:
+            with open(self.path(oid), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise ThetaError(f"LFS object {oid[:12]} for {what} is missing; run `git theta fetch` or `git lfs fetch`") from None
+        if hashlib.sha256(data).hexdigest() != oid:
+            raise ThetaError(
+                f"LFS object {oid[:12]} for {what} is corrupt (checksum mismatch); delete {self.path(oid)} and fetch it again"
+            )
+        return data

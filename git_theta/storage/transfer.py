@@ -1,0 +1,133 @@
+"""Move LFS objects between the local store and a remote through git-lfs, in batches.
+
+Fetch speaks git's filter protocol to one `git lfs filter-process` with delayed smudges, so
+git-lfs downloads every missing object through its batch API in one process; push hands all
+oids to one `git lfs push --object-id` call per few hundred objects.
+"""
+
+import os
+import subprocess
+
+from git_theta.errors import MissingObjectError, ThetaError
+from git_theta.git import pktline
+from git_theta.log import get_logger
+from git_theta.metadata import LFS_SPEC
+from git_theta.storage.lfs_store import LfsStore
+
+log = get_logger(__name__)
+_PUSH_BATCH = 400
+
+
+def _lfs_env() -> dict:
+    env = dict(os.environ)
+    env.pop("GIT_LFS_SKIP_SMUDGE", None)  # we ask for the objects explicitly
+    return env
+
+
+def pointer(oid: str, size: int) -> bytes:
+    """A Git LFS pointer file for an object."""
+    return f"version {LFS_SPEC}\noid sha256:{oid}\nsize {size}\n".encode()
+
+
+def fetch(store: LfsStore, objects: dict[str, int], cwd: str, what: str = "") -> None:
+    """Download the objects (oid -> size) missing from `store`; MissingObjectError if any stay missing."""
+    missing = {oid: size for oid, size in objects.items() if not store.has(oid)}
+    if not missing:
+        return
+    log.info("fetching %d LFS objects", len(missing))
+    try:
+        proc = subprocess.Popen(
+            ["git", "lfs", "filter-process"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=_lfs_env(),
+        )
+    except OSError:
+        raise ThetaError("git-lfs is not installed: install it (e.g. `apt-get install git-lfs`)") from None
+    try:
+        _fetch_with(proc, missing)
+    except (pktline.PktLineError, EOFError, BrokenPipeError) as exc:
+        log.info("git lfs filter-process ended early: %s", exc)
+    finally:
+        for stream in (proc.stdin,):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        err = proc.stderr.read().decode("utf-8", "replace").strip()
+        proc.wait()
+        if err:
+            log.info("git-lfs: %s", err)
+    still = [oid for oid in missing if not store.has(oid)]
+    if still:
+        hint = err.splitlines()[-1] if err else "no remote has them"
+        raise MissingObjectError(
+            f"{len(still)} LFS object(s) of {what or 'the model'} are missing locally and could not be fetched "
+            f"({hint}); check the remote (`git remote -v`, `git config lfs.url`) and run `git theta fetch`"
+        )
+
+
+def _fetch_with(proc: subprocess.Popen, missing: dict[str, int]) -> None:
+    w, r = proc.stdin, proc.stdout
+    pktline.write_text(w, "git-filter-client", "version=2")
+    pktline.write_flush(w)
+    pktline.write_text(w, "capability=clean", "capability=smudge", "capability=delay")
+    pktline.write_flush(w)
+    w.flush()
+    pktline.read_text_list(r)  # server greeting and version
+    caps = pktline.read_text_list(r)
+    can_delay = "capability=delay" in caps
+    delayed = []
+    for oid, size in missing.items():
+        pktline.write_text(w, "command=smudge", f"pathname={oid}")
+        if can_delay:
+            pktline.write_text(w, "can-delay=1")
+        pktline.write_flush(w)
+        pktline.write_packet(w, pointer(oid, size))
+        pktline.write_flush(w)
+        w.flush()
+        status = pktline.read_key_values(r).get("status")
+        if status == "delayed":
+            delayed.append(oid)
+            continue
+        if status == "success":
+            _drain_content(r)
+        elif status is not None and status not in ("error", "abort"):
+            raise pktline.PktLineError(f"unexpected status {status}")
+    while delayed:
+        pktline.write_text(w, "command=list_available_blobs")
+        pktline.write_flush(w)
+        w.flush()
+        names = [line.partition("=")[2] for line in pktline.read_text_list(r) if line.startswith("pathname=")]
+        pktline.read_key_values(r)  # status
+        if not names:
+            break
+        for oid in names:
+            pktline.write_text(w, "command=smudge", f"pathname={oid}")
+            pktline.write_flush(w)
+            pktline.write_flush(w)  # empty content: git-lfs answers with the delayed blob
+            w.flush()
+            status = pktline.read_key_values(r).get("status")
+            if status == "success":
+                _drain_content(r)
+            if oid in delayed:
+                delayed.remove(oid)
+
+
+def _drain_content(r) -> None:
+    """Read and drop one response's content (git-lfs has stored the object) and final status."""
+    while pktline.read_packet(r) is not None:
+        pass
+    pktline.read_text_list(r)
+
+
+def push(remote: str, oids: list[str], cwd: str) -> None:
+    """Upload objects to `remote` with git-lfs; it skips what the remote already has."""
+    for i in range(0, len(oids), _PUSH_BATCH):
+        batch = oids[i : i + _PUSH_BATCH]
+        proc = subprocess.run(
+            ["git", "lfs", "push", "--object-id", remote, *batch], cwd=cwd, capture_output=True, env=_lfs_env()
+        )
+        if proc.returncode != 0:
+            msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise ThetaError(
+                f"pushing {len(batch)} LFS object(s) to {remote!r} failed: {msg[-1] if msg else proc.returncode}"
+            )

@@ -1,0 +1,52 @@
+"""A framework-free tensor: dtype name, shape and C-contiguous little-endian bytes."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from git_theta import dtypes
+
+
+@dataclass
+class RawTensor:
+    """One parameter as git-theta moves it: no torch, no copies unless needed."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: memoryview  # C-contiguous bytes, exactly nbytes long
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+    def numpy(self) -> np.ndarray:
+        """A read-only numpy view of the bits (ml_dtypes types for bfloat16 / float8)."""
+        dt = dtypes.get(self.dtype)
+        arr = np.frombuffer(self.data, dtype=dt.numpy())
+        return arr.reshape(self.shape) if self.shape else arr.reshape(())
+
+    @classmethod
+    def from_numpy(cls, array: np.ndarray, dtype: str | None = None) -> "RawTensor":
+        """Wrap a numpy array (copied only when not C-contiguous)."""
+        array = np.asarray(array)
+        if not array.flags.c_contiguous:
+            array = array.copy(order="C")
+        name = dtype or dtypes.from_numpy(array.dtype).name
+        return cls(name, tuple(int(s) for s in array.shape), memoryview(array.reshape(-1).view(np.uint8)))
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a writer must know of a tensor before its bytes arrive."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def numel(shape: tuple[int, ...] | list[int]) -> int:
+    """Number of elements of a shape (1 for a scalar)."""
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n

@@ -1,0 +1,43 @@
+"""git-theta: version control for machine-learning model checkpoints, parameter by parameter."""
+
+from setuptools import find_packages, setup
+
+CHECKPOINTS = [
+    "pytorch = git_theta.formats.pytorch:PyTorchCheckpoint",
+    "pickled-dict = git_theta.formats.pytorch:PyTorchCheckpoint",
+    "safetensors = git_theta.formats.safetensors:SafetensorsCheckpoint",
+    "safetensors-checkpoint = git_theta.formats.safetensors:SafetensorsCheckpoint",
+]
+UPDATES = ["dense = git_theta.updates.dense:DenseUpdate"]
+
+EXTRAS = {
+    "pytorch": ["torch"],
+    "safetensors": ["safetensors"],
+    "tensorflow": ["tensorflow"],
+    "flax": ["flax"],
+    "test": ["pytest>=7", "torch", "safetensors"],
+}
+EXTRAS["all"] = sorted({d for k in ("pytorch", "safetensors", "tensorflow", "flax") for d in EXTRAS[k]})
+
+setup(
+    name="git-theta",
+    version="0.3.0",
+    description="Version machine-learning checkpoints in git, parameter by parameter",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["git_theta", "git_theta.*"]),
+    python_requires=">=3.10",
+    install_requires=["click>=8", "numpy>=1.24", "tensorstore>=0.1.50", "msgpack>=1.0", "GitPython>=3.1"],
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "git-theta = git_theta.cli:main",
+            "git-theta-filter = git_theta.filter.main:main",
+            "git-theta-diff = git_theta.drivers.diff:main",
+            "git-theta-merge = git_theta.drivers.merge:main",
+        ],
+        "git_theta.plugins.checkpoints": CHECKPOINTS,
+        "git_theta.plugins.updates": UPDATES,
+        "git_theta.plugins.merges": [],
+    },
+)
