@@ -16,6 +16,7 @@ from git_theta.tensor import RawTensor, numel
 
 NAME = "zarr-blosc-zstd3-bitshuffle"
 CHUNK_BYTES = 8 << 20
+SLAB_BYTES = 64 << 20
 _COMPRESSOR = {"id": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 2}
 
 
@@ -61,35 +62,101 @@ def _spec(dtype: dtypes.DType, shape, chunks) -> dict:
 
 
 def encode(tensor: RawTensor, sink) -> None:
-    """Write `tensor`'s stored form to `sink` (anything with .write), chunk by chunk."""
+    """Write `tensor`'s stored form to `sink` (anything with .write).
+
+    The array goes through tensorstore a slab of chunks at a time and each compressed chunk is
+    streamed out and dropped at once, so memory stays near one slab, not the tensor.
+    """
     dt = dtypes.get(tensor.dtype)
     array = np.frombuffer(tensor.data, dtype=dt.numpy()).reshape(tensor.shape)
+    chunks = chunk_shape(tensor.shape, dt.itemsize)
     ctx = ts.Context()
-    store = ts.open(_spec(dt, tensor.shape, chunk_shape(tensor.shape, dt.itemsize)), create=True, context=ctx).result()
-    if array.size:
-        store.write(array).result()
+    store = ts.open(_spec(dt, tensor.shape, chunks), create=True, context=ctx).result()
     kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
-    keys = sorted(kv.list().result())
+    count = 1
+    for size, chunk in zip(tensor.shape, chunks):
+        count *= -(-size // chunk)
+    if array.size == 0:
+        count = 0
     packer = msgpack.Packer()
-    sink.write(packer.pack_map_header(len(keys)))
-    for key in keys:
-        value = kv.read(key).result().value
-        sink.write(packer.pack(key.decode("utf-8")))
-        sink.write(_bin_header(len(value)))
-        sink.write(value)
+    sink.write(packer.pack_map_header(count + 1))
+    _emit(kv, b".zarray", sink, packer)
+    if not count:
+        return
+    if not tensor.shape:
+        store.write(array).result()
+        _emit(kv, b"0", sink, packer)
+        return
+    row_bytes = array.nbytes // tensor.shape[0]
+    step = chunks[0] * max(1, SLAB_BYTES // max(1, chunks[0] * row_bytes))
+    for start in range(0, tensor.shape[0], step):
+        stop = min(start + step, tensor.shape[0])
+        store[start:stop].write(array[start:stop]).result()
+        for key in sorted(k for k in kv.list().result() if k != b".zarray"):
+            _emit(kv, key, sink, packer)
+
+
+def _emit(kv, key: bytes, sink, packer) -> None:
+    """Stream one stored key/value pair out as msgpack and drop it from memory."""
+    value = kv.read(key).result().value
+    sink.write(packer.pack(key.decode("utf-8")))
+    sink.write(_bin_header(len(value)))
+    sink.write(value)
+    if key != b".zarray":
+        del kv[key]
+
+
+def _chunks(view: memoryview) -> dict[str, memoryview]:
+    """Parse the msgpack map of key -> bin that `encode` writes, as views (no copies)."""
+    packer_err = ValueError("not a msgpack map of chunks")
+    pos = 0
+
+    def take(n: int) -> memoryview:
+        nonlocal pos
+        if pos + n > len(view):
+            raise packer_err
+        out = view[pos : pos + n]
+        pos += n
+        return out
+
+    head = take(1)[0]
+    if 0x80 <= head <= 0x8F:
+        count = head & 0x0F
+    elif head == 0xDE:
+        count = int.from_bytes(take(2), "big")
+    elif head == 0xDF:
+        count = int.from_bytes(take(4), "big")
+    else:
+        raise packer_err
+    out = {}
+    for _ in range(count):
+        tag = take(1)[0]
+        if 0xA0 <= tag <= 0xBF:
+            klen = tag & 0x1F
+        elif tag in (0xD9, 0xDA, 0xDB):
+            klen = int.from_bytes(take({0xD9: 1, 0xDA: 2, 0xDB: 4}[tag]), "big")
+        else:
+            raise packer_err
+        key = bytes(take(klen)).decode("utf-8")
+        tag = take(1)[0]
+        if tag not in (0xC4, 0xC5, 0xC6):
+            raise packer_err
+        vlen = int.from_bytes(take({0xC4: 1, 0xC5: 2, 0xC6: 4}[tag]), "big")
+        out[key] = take(vlen)
+    if pos != len(view):
+        raise packer_err
+    return out
 
 
 def decode(blob: bytes, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> RawTensor:
     """Rebuild a tensor from its stored form; a clear error when the blob is not one."""
     dt = dtypes.get(dtype)
     try:
-        entries = msgpack.unpackb(blob, raw=False)
-        if not isinstance(entries, dict) or not all(isinstance(v, bytes) for v in entries.values()):
-            raise ValueError("not a map of chunks")
+        entries = _chunks(memoryview(blob))
         ctx = ts.Context()
         kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
         for key, value in entries.items():
-            kv.write(key, value).result()
+            kv.write(key, bytes(value)).result()
         del entries
         store = ts.open({"driver": "zarr", "kvstore": {"driver": "memory"}}, open=True, context=ctx).result()
         if tuple(store.shape) != tuple(shape) or store.dtype.name != np.dtype(dt.numpy()).name and store.dtype.name != dt.storage:

@@ -11,6 +11,9 @@ from git_theta.log import get_logger
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """The git clean/smudge filter of git-theta (git runs this; you rarely need to)."""
+    from git_theta.memory import tune_allocator
+
+    tune_allocator()
     get_logger()
 
 
@@ -32,17 +35,13 @@ def clean_cmd(path: str) -> None:
 @click.argument("path")
 def smudge_cmd(path: str) -> None:
     """Read metadata on stdin, write the checkpoint it describes to stdout."""
-    import io
-
-    from git_theta.filter.smudge import smudge
+    from git_theta.filter.smudge import prepare
 
     data = sys.stdin.buffer.read()
-    buf = io.BytesIO()
     try:
-        smudge(data, path, buf)
+        prepare(data, path)(sys.stdout.buffer)
     except ThetaError as exc:
         raise click.ClickException(str(exc)) from None
-    sys.stdout.buffer.write(buf.getbuffer())
 
 
 @main.command("process")

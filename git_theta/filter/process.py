@@ -4,13 +4,12 @@ The interpreter, numpy and tensorstore load once, and every tracked file of the 
 through the same process.
 """
 
-import io
 import sys
 from typing import BinaryIO
 
 from git_theta.errors import ThetaError
 from git_theta.filter.clean import clean
-from git_theta.filter.smudge import smudge
+from git_theta.filter.smudge import prepare as prepare_smudge
 from git_theta.git import pktline
 from git_theta.log import get_logger
 
@@ -68,10 +67,8 @@ def serve(r: BinaryIO | None = None, w: BinaryIO | None = None) -> int:
             pktline.write_flush(w)
             w.flush()
             continue
-        # smudge: produce the whole file first (bounded by the model), so a failure sends nothing
-        buf = io.BytesIO()
         try:
-            smudge(content, path, buf)
+            write = prepare_smudge(content, path)
         except Exception as exc:
             log.debug("smudge failed", exc_info=True)
             _respond_error(w, path, exc)
@@ -80,8 +77,13 @@ def serve(r: BinaryIO | None = None, w: BinaryIO | None = None) -> int:
         pktline.write_text(w, "status=success")
         pktline.write_flush(w)
         sink = pktline.ContentWriter(w)
-        sink.write(buf.getbuffer())
-        buf = None
+        try:
+            write(sink)
+        except Exception as exc:  # mid-stream: git discards the partial content on status=error
+            log.debug("smudge failed while writing", exc_info=True)
+            sink.close()
+            _respond_error(w, path, exc)
+            continue
         sink.close()
         pktline.write_flush(w)
         w.flush()

@@ -4,7 +4,7 @@ Every object is present (fetched in one batch if not) before the first byte goes
 is checked against its oid as it is read.
 """
 
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from git_theta import parallel, plugins
 from git_theta.formats.detect import by_name
@@ -43,15 +43,28 @@ def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | 
         progress.close()
 
 
-def smudge(data, path: str, out: BinaryIO, cwd: str | None = None) -> None:
-    """Write the checkpoint that metadata `data` describes to `out`; other content passes through."""
+def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], None]:
+    """Check the metadata and fetch what is missing; return the writer of the checkpoint.
+
+    Everything that can fail for a foreseeable reason (bad metadata, unknown format, objects
+    that cannot be fetched) fails here, before any output; the writer streams tensor by tensor.
+    """
     if not is_metadata(data):
-        out.write(data)
-        return
+        content = bytes(data)
+        return lambda out: out.write(content)
     meta = Metadata.loads(data, path)
     store = LfsStore.for_cwd(cwd)
     ensure_objects(meta, store, cwd, path)
     fmt = by_name(meta.format)
     specs = [TensorSpec(name, e.dtype, tuple(e.shape)) for name, e in meta.params.items()]
-    fmt.write(meta.layout, specs, load_tensors(meta, store, path), out, path)
-    log.info("smudge %s: %d parameters", path, len(specs))
+
+    def write(out: BinaryIO) -> None:
+        fmt.write(meta.layout, specs, load_tensors(meta, store, path), out, path)
+        log.info("smudge %s: %d parameters", path, len(specs))
+
+    return write
+
+
+def smudge(data, path: str, out: BinaryIO, cwd: str | None = None) -> None:
+    """Write the checkpoint that metadata `data` describes to `out`; other content passes through."""
+    prepare(data, path, cwd)(out)

@@ -114,9 +114,9 @@ class PyTorchCheckpoint(CheckpointFormat):
     ) -> None:
         tree = layout.get("tree")
         if tree is None:  # a layout from another format: write a flat state dict
-            tree = {"odict": [[s.name, {"tensor": s.name}] for s in specs]}
+            tree = {"odict_of_tensors": [s.name for s in specs]}
         keys = {s.name: (str(i), s.shape, s.dtype) for i, s in enumerate(specs)}
-        missing = [n for n in _leaf_names(tree) if n not in keys]
+        missing = [n for n in torch_pickle.leaf_names(tree) if n not in keys]
         if missing:
             raise CheckpointError(f"metadata names tensors it does not store: {', '.join(missing[:5])}", path)
         if layout.get("container") == "legacy":
@@ -150,25 +150,3 @@ class PyTorchCheckpoint(CheckpointFormat):
         for spec, tensor in zip(specs, tensors):
             out.write(struct.pack("<q", numel(spec.shape)))
             out.write(tensor.data)
-
-
-def _leaf_names(tree) -> list[str]:
-    names: list[str] = []
-
-    def walk(n):
-        if isinstance(n, dict):
-            if "tensor" in n:
-                names.append(n["tensor"])
-                return
-            for k, v in n.items():
-                if k == "attrs":
-                    for a in v.values():
-                        walk(a)
-                else:
-                    walk(v)
-        elif isinstance(n, list):
-            for v in n:
-                walk(v)
-
-    walk(tree)
-    return names

@@ -197,14 +197,17 @@ def to_tree(obj, path: str) -> tuple[object, list[tuple[str, TensorRef]]]:
             if o.parameter:
                 leaf["parameter"] = True
             return leaf
-        if isinstance(o, collections.OrderedDict):
-            out = {"odict": [[key_node(k), node(v, join(prefix, k))] for k, v in o.items()]}
+        if isinstance(o, dict):
+            kind = "odict" if isinstance(o, collections.OrderedDict) else "dict"
+            pairs = [[key_node(k), node(v, join(prefix, k))] for k, v in o.items()]
+            if pairs and all(isinstance(k, str) and v == {"tensor": join(prefix, k)} for k, v in pairs):
+                out = {kind + "_of_tensors": [k for k, _ in pairs]}  # the common state_dict, compactly
+            else:
+                out = {kind: pairs}
             attrs = getattr(o, "__dict__", None)
             if attrs:
                 out["attrs"] = {str(k): node(v, join(prefix, "@" + str(k))) for k, v in attrs.items()}
             return out
-        if isinstance(o, dict):
-            return {"dict": [[key_node(k), node(v, join(prefix, k))] for k, v in o.items()]}
         if isinstance(o, (list, tuple)):
             kind = "list" if isinstance(o, list) else "tuple"
             return {kind: [node(v, join(prefix, i)) for i, v in enumerate(o)]}
@@ -228,10 +231,52 @@ def to_tree(obj, path: str) -> tuple[object, list[tuple[str, TensorRef]]]:
 
 # ---------------------------------------------------------------------------- writer
 
+
+def _key_value(k):
+    """A tree key node back as the Python value it names."""
+    if isinstance(k, dict) and "float" in k:
+        return float.fromhex(k["float"])
+    return k
+
+
+def _join(prefix, k) -> str:
+    part = k if isinstance(k, str) else str(k)
+    return part if prefix is None else prefix + SEPARATOR + part
+
 _GLOBAL = b"c"
 _MARK, _TUPLE, _EMPTY_TUPLE, _REDUCE, _BINPERSID = b"(", b"t", b")", b"R", b"Q"
 _EMPTY_DICT, _SETITEMS, _EMPTY_LIST, _APPENDS, _BUILD = b"}", b"u", b"]", b"e", b"b"
 _NONE, _TRUE, _FALSE, _STOP = b"N", b"\x88", b"\x89", b"."
+
+
+def leaf_names(tree) -> list[str]:
+    """Parameter names of a tree's tensor leaves, in pickle order."""
+    names: list[str] = []
+
+    def walk(n, prefix):
+        if isinstance(n, list):
+            for i, v in enumerate(n):
+                walk(v, _join(prefix, i))
+            return
+        if not isinstance(n, dict):
+            return
+        if "tensor" in n:
+            names.append(n["tensor"])
+            return
+        for kind, value in n.items():
+            if kind.endswith("_of_tensors"):
+                names.extend(_join(prefix, k) for k in value)
+            elif kind in ("dict", "odict"):
+                for k, v in value:
+                    walk(v, _join(prefix, _key_value(k)))
+            elif kind == "attrs":
+                for v in value.values():
+                    walk(v, _join(prefix, "@attrs"))
+            elif kind in ("list", "tuple", "set", "frozenset"):
+                walk(value, prefix)
+
+    walk(tree, None)
+    return names
 
 
 class TreePickler:
@@ -244,7 +289,7 @@ class TreePickler:
 
     def dumps(self, tree) -> bytes:
         self.out.write(b"\x80\x02")
-        self._node(tree)
+        self._node(tree, None)
         self.out.write(_STOP)
         return self.out.getvalue()
 
@@ -339,36 +384,43 @@ class TreePickler:
             self._empty_odict()
             self._w(_TUPLE + _REDUCE)
 
-    def _pairs(self, pairs) -> None:
+    def _pairs(self, pairs, prefix) -> None:
         if pairs:
             self._w(_MARK)
             for k, v in pairs:
-                self._node(k)
-                self._node(v)
+                self._node(k, None)
+                self._node(v, _join(prefix, _key_value(k)))
             self._w(_SETITEMS)
 
-    def _node(self, n) -> None:
+    def _node(self, n, prefix) -> None:
         if not isinstance(n, dict):
             self._scalar(n)
             return
         if "tensor" in n:
             self._tensor(n)
-        elif "odict" in n:
-            self._empty_odict()
-            self._pairs(n["odict"])
-            if n.get("attrs"):
-                self._w(_EMPTY_DICT)
-                self._pairs([[k, v] for k, v in n["attrs"].items()])
-                self._w(_BUILD)
-        elif "dict" in n:
-            self._w(_EMPTY_DICT)
-            self._pairs(n["dict"])
-        elif "list" in n:
+            return
+        for kind in ("odict", "dict", "odict_of_tensors", "dict_of_tensors"):
+            if kind in n:
+                if kind.startswith("odict"):
+                    self._empty_odict()
+                else:
+                    self._w(_EMPTY_DICT)
+                if kind.endswith("_of_tensors"):
+                    pairs = [[k, {"tensor": _join(prefix, k)}] for k in n[kind]]
+                else:
+                    pairs = n[kind]
+                self._pairs(pairs, prefix)
+                if n.get("attrs"):
+                    self._w(_EMPTY_DICT)
+                    self._pairs([[k, v] for k, v in n["attrs"].items()], _join(prefix, "@attrs"))
+                    self._w(_BUILD)
+                return
+        if "list" in n:
             self._w(_EMPTY_LIST)
             if n["list"]:
                 self._w(_MARK)
-                for v in n["list"]:
-                    self._node(v)
+                for i, v in enumerate(n["list"]):
+                    self._node(v, _join(prefix, i))
                 self._w(_APPENDS)
         elif "tuple" in n or "set" in n or "frozenset" in n:
             kind = next(k for k in ("tuple", "set", "frozenset") if k in n)
@@ -379,8 +431,8 @@ class TreePickler:
                     self._w(_MARK)
             else:
                 self._w(_MARK)
-            for v in n[kind]:
-                self._node(v)
+            for i, v in enumerate(n[kind]):
+                self._node(v, _join(prefix, i))
             if kind == "tuple":
                 self._w(_TUPLE)
             else:
