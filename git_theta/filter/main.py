@@ -15,6 +15,9 @@ def main() -> None:
 
     tune_allocator()
     get_logger()
+    from git_theta.git.hooks import ensure_pre_push
+
+    ensure_pre_push()  # git-lfs does the same: a fresh clone gets the hook on its first checkout
 
 
 @main.command("clean")

@@ -56,7 +56,11 @@ class PyTorchCheckpoint(CheckpointFormat):
             return self._read_zip(data, path)
         if bytes(data[: len(_LEGACY_HEAD)]) == _LEGACY_HEAD:
             return self._read_legacy(data, path)
-        raise CheckpointError("not a PyTorch checkpoint (neither a torch.save zip nor a legacy pickle)", path)
+        raise CheckpointError(
+            "not a PyTorch checkpoint (neither a torch.save zip nor a legacy pickle); "
+            "set GIT_THETA_CHECKPOINT_TYPE, or untrack it with `git theta untrack`",
+            path,
+        )
 
     def _read_zip(self, data: memoryview, path: str) -> Checkpoint:
         entries = zipio.read_entries(data, path)

@@ -3,6 +3,7 @@
 import os
 import stat
 
+from git_theta.errors import ThetaError
 from git_theta.git import repo
 
 MARKER = "# git-theta pre-push hook"
@@ -22,6 +23,19 @@ if [ -x "$chained" ]; then
 fi
 exit 0
 """
+
+
+def ensure_pre_push(cwd: str | None = None) -> None:
+    """Install the hook if this repository lacks it (a fresh clone has none); never fails."""
+    try:
+        path = repo.git_path("hooks/pre-push", cwd)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                if MARKER in f.read():
+                    return
+        install_pre_push(cwd)
+    except (OSError, ThetaError):
+        pass
 
 
 def install_pre_push(cwd: str | None = None) -> str:

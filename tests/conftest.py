@@ -1,0 +1,73 @@
+"""Shared fixtures: an isolated git environment (HOME, config) and helpers to drive real git."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Git:
+    """Runs real git commands in one repository with an isolated environment."""
+
+    def __init__(self, cwd: str, env: dict):
+        self.cwd, self.env = cwd, env
+
+    def __call__(self, *args, check=True, input=None, cwd=None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd or self.cwd, env=self.env, input=input, capture_output=True
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr.decode()}")
+        return proc
+
+    def out(self, *args, **kw) -> str:
+        return self(*args, **kw).stdout.decode()
+
+    def theta(self, *args, check=True, cwd=None) -> subprocess.CompletedProcess:
+        return self("theta", *args, check=check, cwd=cwd)
+
+    def status(self) -> str:
+        return self.out("status", "--porcelain")
+
+    def at(self, cwd: str) -> "Git":
+        return Git(cwd, self.env)
+
+
+@pytest.fixture
+def git_env(tmp_path):
+    """Environment with its own HOME: git identity set, git-lfs and git-theta installed there."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "XDG_CONFIG"))}
+    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_THETA_PROGRESS="0")
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    for key, value in (("user.name", "Theta Test"), ("user.email", "test@example.invalid"), ("init.defaultBranch", "main")):
+        subprocess.run(["git", "config", "--global", key, value], env=env, check=True)
+    subprocess.run(["git", "lfs", "install", "--skip-repo"], env=env, check=True, capture_output=True)
+    subprocess.run(["git", "theta", "install"], env=env, check=True, capture_output=True)
+    return env
+
+
+@pytest.fixture
+def repo(tmp_path, git_env) -> Git:
+    """A fresh repository (work tree at tmp_path/repo)."""
+    path = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(path)], env=git_env, check=True)
+    return Git(str(path), git_env)
+
+
+@pytest.fixture
+def bare_remote(tmp_path, git_env) -> str:
+    path = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], env=git_env, check=True)
+    return str(path)
+
+
+def pytest_report_header(config):
+    lfs = shutil.which("git-lfs")
+    return f"git-lfs: {lfs or 'MISSING'}"
