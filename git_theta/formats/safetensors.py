@@ -53,14 +53,17 @@ class SafetensorsCheckpoint(CheckpointFormat):
             items.append((begin, name, dt, shape, end))
         items.sort()
         tensors = {name: RawTensor(dt.name, shape, data[base + b : base + e]) for b, name, dt, shape, e in items}
+        if isinstance(meta, dict):  # kept as pairs: the file's order survives sorted-key metadata
+            meta = [[str(k), v] for k, v in meta.items()]
         return Checkpoint(tensors, {"metadata": meta})
 
     def write(
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str
     ) -> None:
         header: dict = {}
-        if layout.get("metadata") is not None:
-            header["__metadata__"] = layout["metadata"]
+        meta = layout.get("metadata")
+        if meta is not None:
+            header["__metadata__"] = dict(meta) if isinstance(meta, list) else meta
         offset = 0
         for spec in specs:
             dt = dtypes.get(spec.dtype)
