@@ -61,7 +61,11 @@ def isolated_env(home):
     os.makedirs(home, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "XDG_CONFIG"))}
     env.update(HOME=home, GIT_CONFIG_NOSYSTEM="1", GIT_THETA_PROGRESS="0")
-    for key, value in (("user.name", "bench"), ("user.email", "bench@example.invalid"), ("init.defaultBranch", "main")):
+    for key, value in (
+        ("user.name", "bench"),
+        ("user.email", "bench@example.invalid"),
+        ("init.defaultBranch", "main"),
+    ):
         subprocess.run(["git", "config", "--global", key, value], env=env, check=True)
     subprocess.run(["git", "lfs", "install", "--skip-repo"], env=env, check=True, stdout=subprocess.DEVNULL)
     return env
@@ -125,8 +129,10 @@ def main():
     def med(side, key):
         return statistics.median(r[key] for r in results[side])
 
-    print(f"\nGPT-2 ({args.scale}) checkpoint {size / 1e6:.1f} MB, two-block change {changed / 1e6:.1f} MB, "
-          f"medians of {args.runs} runs\n")
+    print(
+        f"\nGPT-2 ({args.scale}) checkpoint {size / 1e6:.1f} MB, two-block change {changed / 1e6:.1f} MB, "
+        f"medians of {args.runs} runs\n"
+    )
     print(f"{'metric':<34}{'Git LFS':>12}{'git-theta':>12}{'ratio':>8}  target")
     rows = [
         ("git add, first version (s)", "add_v1_s", "<= 1.5"),
@@ -137,12 +143,18 @@ def main():
         lfs, theta = med("lfs", key), med("theta", key)
         print(f"{label:<34}{lfs:>12.2f}{theta:>12.2f}{theta / lfs:>8.2f}  {target}")
     peak = max(med("theta", k) for k in ("add_v1_rss", "add_v2_rss", "checkout_rss"))
-    print(f"{'peak memory, filter (MB)':<34}{max(med('lfs', k) for k in ('add_v1_rss', 'checkout_rss')) / 1e6:>12.0f}"
-          f"{peak / 1e6:>12.0f}{peak / size:>8.2f}  <= 1.5 x checkpoint")
+    print(
+        f"{'peak memory, filter (MB)':<34}{max(med('lfs', k) for k in ('add_v1_rss', 'checkout_rss')) / 1e6:>12.0f}"
+        f"{peak / 1e6:>12.0f}{peak / size:>8.2f}  <= 1.5 x checkpoint"
+    )
     s1l, s1t = med("lfs", "stored_v1"), med("theta", "stored_v1")
     s2l, s2t = med("lfs", "stored_v2"), med("theta", "stored_v2")
-    print(f"{'stored, first version (MB)':<34}{s1l / 1e6:>12.1f}{s1t / 1e6:>12.1f}{s1t / size:>8.3f}  <= 0.92 x checkpoint")
-    print(f"{'stored, two-block change (MB)':<34}{s2l / 1e6:>12.1f}{s2t / 1e6:>12.1f}{s2t / changed:>8.3f}  <= 1.1 x changed tensors")
+    print(
+        f"{'stored, first version (MB)':<34}{s1l / 1e6:>12.1f}{s1t / 1e6:>12.1f}{s1t / size:>8.3f}  <= 0.92 x checkpoint"
+    )
+    print(
+        f"{'stored, two-block change (MB)':<34}{s2l / 1e6:>12.1f}{s2t / 1e6:>12.1f}{s2t / changed:>8.3f}  <= 1.1 x changed tensors"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def _repo_path(path: str) -> tuple[str, str]:
     return top, os.path.relpath(os.path.abspath(path), top).replace(os.sep, "/")
 
 
-def save_to_git(state_dict, path: str, commit_msg: str, tag=None, checkpoint_type: str = "pytorch", checkout=False):
+def save_to_git(
+    state_dict, path: str, commit_msg: str, tag=None, checkpoint_type: str = "pytorch", checkout=False
+):
     """Store `state_dict` as `path`, commit it (and tag it); returns the GitPython commit.
 
     The checkpoint is cleaned in memory and staged by plumbing, so nothing is written to the

@@ -32,8 +32,11 @@ def main() -> None:
 
 @main.command()
 @click.option(
-    "--scope", type=click.Choice(["global", "user", "system", "repository", "local"]), default="global",
-    show_default=True, help="Which git config file to write.",
+    "--scope",
+    type=click.Choice(["global", "user", "system", "repository", "local"]),
+    default="global",
+    show_default=True,
+    help="Which git config file to write.",
 )
 @_user_errors
 def install(scope: str) -> None:

@@ -159,11 +159,19 @@ def decode(blob: bytes, dtype: str, shape: tuple[int, ...], what: str = "tensor"
             kv.write(key, bytes(value)).result()
         del entries
         store = ts.open({"driver": "zarr", "kvstore": {"driver": "memory"}}, open=True, context=ctx).result()
-        if tuple(store.shape) != tuple(shape) or store.dtype.name != np.dtype(dt.numpy()).name and store.dtype.name != dt.storage:
-            raise ValueError(f"stored {store.dtype.name}{list(store.shape)}, metadata says {dt.name}{list(shape)}")
+        if (
+            tuple(store.shape) != tuple(shape)
+            or store.dtype.name != np.dtype(dt.numpy()).name
+            and store.dtype.name != dt.storage
+        ):
+            raise ValueError(
+                f"stored {store.dtype.name}{list(store.shape)}, metadata says {dt.name}{list(shape)}"
+            )
         array = store.read().result() if numel(shape) else np.zeros(shape, dtype=dt.numpy())
     except ThetaError:
         raise
     except Exception as exc:
         raise ThetaError(f"stored data of {what} is corrupt ({exc})") from None
-    return RawTensor(dt.name, tuple(shape), memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
+    return RawTensor(
+        dt.name, tuple(shape), memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    )

@@ -29,7 +29,9 @@ class ParamEntry:
     extra: dict = field(default_factory=dict)  # update-specific facts (what it builds on, ...)
 
     def same_tensor(self, other: "ParamEntry") -> bool:
-        return self.hash == other.hash and self.dtype == other.dtype and tuple(self.shape) == tuple(other.shape)
+        return (
+            self.hash == other.hash and self.dtype == other.dtype and tuple(self.shape) == tuple(other.shape)
+        )
 
     def to_json(self) -> dict:
         theta = {"update_type": self.update_type, "codec": self.codec, **self.extra}
@@ -55,7 +57,9 @@ class ParamEntry:
                 extra=th,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ThetaError(f"metadata for parameter {name!r} is malformed ({type(exc).__name__}: {exc})") from None
+            raise ThetaError(
+                f"metadata for parameter {name!r} is malformed ({type(exc).__name__}: {exc})"
+            ) from None
         if entry.dtype not in dtypes.DTYPES:
             raise ThetaError(f"metadata for parameter {name!r} has unknown dtype {entry.dtype!r}")
         if len(entry.oid) != 64 or any(c not in "0123456789abcdef" for c in entry.oid):

@@ -1,8 +1,9 @@
 """Thread pools sized by GIT_THETA_MAX_CONCURRENCY; hashing and compression release the GIL."""
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from git_theta import config
 

@@ -46,7 +46,11 @@ def git_env(tmp_path):
     env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_THETA_PROGRESS="0")
     bindir = os.path.dirname(sys.executable)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    for key, value in (("user.name", "Theta Test"), ("user.email", "test@example.invalid"), ("init.defaultBranch", "main")):
+    for key, value in (
+        ("user.name", "Theta Test"),
+        ("user.email", "test@example.invalid"),
+        ("init.defaultBranch", "main"),
+    ):
         subprocess.run(["git", "config", "--global", key, value], env=env, check=True)
     subprocess.run(["git", "lfs", "install", "--skip-repo"], env=env, check=True, capture_output=True)
     subprocess.run(["git", "theta", "install"], env=env, check=True, capture_output=True)

@@ -5,9 +5,23 @@ import collections
 import torch
 
 ALL_DTYPES = [
-    torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.int16, torch.int32,
-    torch.int64, torch.uint8, torch.bool, torch.complex64, torch.complex128,
-    torch.float8_e4m3fn, torch.float8_e5m2, torch.uint16, torch.uint32, torch.uint64,
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.bfloat16,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.uint8,
+    torch.bool,
+    torch.complex64,
+    torch.complex128,
+    torch.float8_e4m3fn,
+    torch.float8_e5m2,
+    torch.uint16,
+    torch.uint32,
+    torch.uint64,
 ]
 
 
@@ -25,25 +39,37 @@ def small_model(seed: int = 0, width: int = 16, layers: int = 2) -> collections.
 def every_dtype() -> dict:
     """One tensor per dtype, with edge values: NaN payloads, -0.0, denormals, extremes."""
     out = {}
-    bits = torch.tensor([0x7FC00001, 0xFFC12345, 0x80000000, 0x00000001, 0x7F800000, 0x3F800000], dtype=torch.int64)
+    bits = torch.tensor(
+        [0x7FC00001, 0xFFC12345, 0x80000000, 0x00000001, 0x7F800000, 0x3F800000], dtype=torch.int64
+    )
     f32 = bits.to(torch.int32).view(torch.float32)  # quiet NaN payloads, -0.0, denormal, inf, 1.0
     for dt in ALL_DTYPES:
         if dt.is_floating_point:
             if dt.itemsize == 4:
                 t = f32.clone()
             elif dt.itemsize == 2:
-                t = torch.tensor([0x7E01, 0xFE33, 0x8000, 0x0001, 0x7C00, 0x3C00], dtype=torch.int32).to(torch.uint16).view(dt)
+                t = (
+                    torch.tensor([0x7E01, 0xFE33, 0x8000, 0x0001, 0x7C00, 0x3C00], dtype=torch.int32)
+                    .to(torch.uint16)
+                    .view(dt)
+                )
             elif dt.itemsize == 1:
                 t = torch.arange(0, 256, 43, dtype=torch.uint8).view(dt)
             else:
-                t = torch.tensor([0x7FF0000000000001, -0x8000000000000000, 1, 3], dtype=torch.int64).view(torch.float64)
+                t = torch.tensor([0x7FF0000000000001, -0x8000000000000000, 1, 3], dtype=torch.int64).view(
+                    torch.float64
+                )
         elif dt.is_complex:
-            t = torch.complex(torch.tensor([1.5, -0.0, float("nan")]), torch.tensor([float("inf"), 2.0, -1.0])).to(dt)
+            t = torch.complex(
+                torch.tensor([1.5, -0.0, float("nan")]), torch.tensor([float("inf"), 2.0, -1.0])
+            ).to(dt)
         elif dt == torch.bool:
             t = torch.tensor([True, False, True])
         else:
             info = torch.iinfo(dt)
-            t = torch.tensor([info.min, info.max, 0, 1], dtype=torch.int64 if dt != torch.uint64 else torch.uint64).to(dt)
+            t = torch.tensor(
+                [info.min, info.max, 0, 1], dtype=torch.int64 if dt != torch.uint64 else torch.uint64
+            ).to(dt)
         out[str(dt).replace("torch.", "")] = t.reshape(-1, 1) if t.numel() % 2 else t.reshape(2, -1)
     return out
 

@@ -5,7 +5,13 @@ import subprocess
 from git_theta.errors import ThetaError
 from git_theta.git import hooks, repo
 
-SCOPES = {"global": "--global", "user": "--global", "system": "--system", "repository": "--local", "local": "--local"}
+SCOPES = {
+    "global": "--global",
+    "user": "--global",
+    "system": "--system",
+    "repository": "--local",
+    "local": "--local",
+}
 
 CONFIG = {
     "filter.theta.clean": "git-theta-filter clean %f",

@@ -15,7 +15,11 @@ _MAX_METADATA_BLOB = 256 << 20
 
 def _new_blobs(local_shas: list[str], remote: str, remote_shas: list[str], cwd: str) -> list[str]:
     """Blobs reachable from the pushed commits but not from what the remote already has."""
-    exclude = [f"^{sha}" for sha in remote_shas if sha != ZERO and repo.run(["cat-file", "-t", sha], cwd=cwd, check=False)]
+    exclude = [
+        f"^{sha}"
+        for sha in remote_shas
+        if sha != ZERO and repo.run(["cat-file", "-t", sha], cwd=cwd, check=False)
+    ]
     out = repo.run(["rev-list", "--objects", *local_shas, *exclude, "--not", f"--remotes={remote}"], cwd=cwd)
     shas = [line.split(" ", 1)[0] for line in out.decode().splitlines() if " " in line]
     if not shas:
@@ -36,7 +40,9 @@ def _objects_of(blobs: list[str], cwd: str) -> dict[str, int]:
     found: dict[str, int] = {}
     if not blobs:
         return found
-    proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["git", "cat-file", "--batch"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     data, _ = proc.communicate("\n".join(blobs).encode() + b"\n")
     pos = 0
     while pos < len(data):
@@ -65,7 +71,9 @@ def pre_push(remote: str, url: str, lines: list[str], cwd: str | None = None) ->
     store = LfsStore.for_cwd(top)
     present = sorted(oid for oid in objects if store.has(oid))
     if len(present) < len(objects):
-        log.info("%d referenced objects are not local; assuming the remote has them", len(objects) - len(present))
+        log.info(
+            "%d referenced objects are not local; assuming the remote has them", len(objects) - len(present)
+        )
     if present:
         transfer.push(remote if remote else url, present, top)
     return 0

@@ -37,7 +37,9 @@ def render(path: str, old: dict, new: dict) -> str:
 def main(args: tuple[str, ...]) -> None:
     """Called by git as: PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE."""
     if len(args) < 7:
-        raise click.UsageError("git-theta-diff is git's diff driver: PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE")
+        raise click.UsageError(
+            "git-theta-diff is git's diff driver: PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE"
+        )
     path, old_file, new_file = args[0], args[1], args[4]
     try:
         sys.stdout.write(render(path, summarize(old_file, path), summarize(new_file, path)))

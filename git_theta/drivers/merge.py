@@ -18,7 +18,9 @@ def _load(path: str, display: str) -> Metadata | None:
     if not data:
         return None
     if not is_metadata(data):
-        raise ThetaError("merge input is not git-theta metadata (was the file committed before tracking?)", display)
+        raise ThetaError(
+            "merge input is not git-theta metadata (was the file committed before tracking?)", display
+        )
     return Metadata.loads(data, display)
 
 
@@ -79,7 +81,8 @@ def main(ancestor: str, ours: str, theirs: str, path: str) -> None:
         for name in conflicts[:50]:
             click.echo(f"  {name}", err=True)
         click.echo(
-            "git-theta: keep one side with `git checkout --ours/--theirs -- PATH` and `git add PATH`", err=True
+            "git-theta: keep one side with `git checkout --ours/--theirs -- PATH` and `git add PATH`",
+            err=True,
         )
         sys.exit(1)
     with open(ours, "wb") as f:

@@ -20,5 +20,6 @@ def summarize(file_path: str, display_path: str) -> dict[str, tuple[str, tuple, 
         return {n: (e.dtype, tuple(e.shape), e.hash) for n, e in meta.params.items()}
     checkpoint = detect(display_path, data[:64]).read(memoryview(data), display_path)
     return {
-        n: (t.dtype, tuple(t.shape), hashlib.sha256(t.data).hexdigest()) for n, t in checkpoint.tensors.items()
+        n: (t.dtype, tuple(t.shape), hashlib.sha256(t.data).hexdigest())
+        for n, t in checkpoint.tensors.items()
     }

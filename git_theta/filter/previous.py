@@ -8,7 +8,9 @@ from git_theta.metadata import Metadata, ParamEntry, is_metadata
 log = get_logger(__name__)
 
 
-def previous_metadata(path: str, cwd: str | None = None, revs: tuple[str, ...] = ("HEAD", "")) -> list[Metadata]:
+def previous_metadata(
+    path: str, cwd: str | None = None, revs: tuple[str, ...] = ("HEAD", "")
+) -> list[Metadata]:
     """The metadata of `path` at each rev that has it ("" is the index); unreadable ones skipped."""
     found = []
     for rev in revs:

@@ -4,7 +4,8 @@ Every object is present (fetched in one batch if not) before the first byte goes
 is checked against its oid as it is read.
 """
 
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 from git_theta import parallel, plugins
 from git_theta.formats.detect import by_name

@@ -2,8 +2,9 @@
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from git_theta.tensor import RawTensor, TensorSpec
 

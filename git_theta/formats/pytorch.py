@@ -3,11 +3,11 @@
 import hashlib
 import pickle
 import struct
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
 
 import numpy as np
 
-from git_theta import dtypes
 from git_theta.errors import CheckpointError
 from git_theta.formats import torch_pickle, zipio
 from git_theta.formats.base import Checkpoint, CheckpointFormat
@@ -16,7 +16,11 @@ from git_theta.tensor import RawTensor, TensorSpec, numel
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 _LEGACY_HEAD = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
-_SYS_INFO = {"protocol_version": LEGACY_PROTOCOL, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+_SYS_INFO = {
+    "protocol_version": LEGACY_PROTOCOL,
+    "little_endian": True,
+    "type_sizes": {"short": 2, "int": 4, "long": 4},
+}
 
 
 def _materialize(ref: torch_pickle.TensorRef, storage: memoryview, path: str, name: str) -> RawTensor:
@@ -30,7 +34,9 @@ def _materialize(ref: torch_pickle.TensorRef, storage: memoryview, path: str, na
     for s in reversed(size):
         contiguous_stride.append(acc)
         acc *= s
-    contiguous = n == 0 or all(st == cs for st, cs, sz in zip(ref.stride, reversed(contiguous_stride), size) if sz > 1)
+    contiguous = n == 0 or all(
+        st == cs for st, cs, sz in zip(ref.stride, reversed(contiguous_stride), size) if sz > 1
+    )
     if n and base + (sum((s - 1) * st for s, st in zip(size, ref.stride)) + 1) * item > len(storage):
         raise CheckpointError(f"tensor {name!r} points past the end of its storage (truncated file?)", path)
     if contiguous:

@@ -2,7 +2,8 @@
 
 import json
 import struct
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
 
 from git_theta import dtypes
 from git_theta.errors import CheckpointError
@@ -52,7 +53,9 @@ class SafetensorsCheckpoint(CheckpointFormat):
                 raise CheckpointError(f"tensor {name!r} runs past the end of the file (truncated?)", path)
             items.append((begin, name, dt, shape, end))
         items.sort()
-        tensors = {name: RawTensor(dt.name, shape, data[base + b : base + e]) for b, name, dt, shape, e in items}
+        tensors = {
+            name: RawTensor(dt.name, shape, data[base + b : base + e]) for b, name, dt, shape, e in items
+        }
         if isinstance(meta, dict):  # kept as pairs: the file's order survives sorted-key metadata
             meta = [[str(k), v] for k, v in meta.items()]
         return Checkpoint(tensors, {"metadata": meta})
@@ -70,7 +73,11 @@ class SafetensorsCheckpoint(CheckpointFormat):
             if dt.safetensors is None:
                 raise CheckpointError(f"dtype {dt.name} of {spec.name!r} has no safetensors spelling", path)
             size = numel(spec.shape) * dt.itemsize
-            header[spec.name] = {"dtype": dt.safetensors, "shape": list(spec.shape), "data_offsets": [offset, offset + size]}
+            header[spec.name] = {
+                "dtype": dt.safetensors,
+                "shape": list(spec.shape),
+                "data_offsets": [offset, offset + size],
+            }
             offset += size
         raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         raw += b" " * (-len(raw) % 8)

@@ -53,13 +53,17 @@ class _Marker:
 def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
     if storage.stype.dtype is None:
         raise pickle.UnpicklingError("untyped storage without a dtype")
-    return TensorRef(storage, int(offset), tuple(size), tuple(stride), storage.stype.dtype, bool(requires_grad))
+    return TensorRef(
+        storage, int(offset), tuple(size), tuple(stride), storage.stype.dtype, bool(requires_grad)
+    )
 
 
 def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None):
     if not isinstance(dtype, _Marker) or dtype.kind != "dtype":
         raise pickle.UnpicklingError("bad dtype in tensor")
-    return TensorRef(storage, int(offset), tuple(size), tuple(stride), dtypes.get(dtype.value), bool(requires_grad))
+    return TensorRef(
+        storage, int(offset), tuple(size), tuple(stride), dtypes.get(dtype.value), bool(requires_grad)
+    )
 
 
 def _rebuild_parameter(data, requires_grad, hooks, state=None):
@@ -163,7 +167,9 @@ def unpickle(data, path: str, reader: "_Reader | None" = None):
     except CheckpointError:
         raise
     except Exception as exc:  # any malformed pickle: refuse cleanly
-        raise CheckpointError(f"corrupt or truncated checkpoint pickle ({type(exc).__name__}: {exc})", path) from None
+        raise CheckpointError(
+            f"corrupt or truncated checkpoint pickle ({type(exc).__name__}: {exc})", path
+        ) from None
     return obj, up.storages
 
 
@@ -243,6 +249,7 @@ def _join(prefix, k) -> str:
     part = k if isinstance(k, str) else str(k)
     return part if prefix is None else prefix + SEPARATOR + part
 
+
 _GLOBAL = b"c"
 _MARK, _TUPLE, _EMPTY_TUPLE, _REDUCE, _BINPERSID = b"(", b"t", b")", b"R", b"Q"
 _EMPTY_DICT, _SETITEMS, _EMPTY_LIST, _APPENDS, _BUILD = b"}", b"u", b"]", b"e", b"b"
@@ -308,7 +315,11 @@ class TreePickler:
             self._w(b"J" + struct.pack("<i", v))
         else:
             raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
-            self._w(b"\x8a" + bytes([len(raw)]) + raw if len(raw) < 256 else b"\x8b" + struct.pack("<i", len(raw)) + raw)
+            self._w(
+                b"\x8a" + bytes([len(raw)]) + raw
+                if len(raw) < 256
+                else b"\x8b" + struct.pack("<i", len(raw)) + raw
+            )
 
     def _str(self, s: str) -> None:
         raw = s.encode("utf-8", "surrogatepass")

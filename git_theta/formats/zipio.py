@@ -6,8 +6,8 @@ lets smudge stream a checkpoint tensor by tensor.
 """
 
 import struct
-import zlib
 import zipfile
+import zlib
 from typing import BinaryIO
 
 from git_theta.errors import CheckpointError
@@ -26,9 +26,11 @@ def read_entries(data: memoryview, path: str) -> dict[str, memoryview]:
     window = bytes(data[max(0, size - 65557) :])
     pos = window.rfind(_EOCD)
     if pos < 0:
-        raise CheckpointError("truncated or corrupt zip archive (no end record); re-save the checkpoint", path)
+        raise CheckpointError(
+            "truncated or corrupt zip archive (no end record); re-save the checkpoint", path
+        )
     eocd = size - len(window) + pos
-    (count, cd_size, cd_offset) = struct.unpack_from("<10xHII", data, eocd)
+    count, cd_size, cd_offset = struct.unpack_from("<10xHII", data, eocd)
     if (count == 0xFFFF or cd_offset == _U32 or cd_size == _U32) and eocd >= 20:
         loc = eocd - 20
         if bytes(data[loc : loc + 4]) == _EOCD64_LOC:
@@ -68,7 +70,7 @@ def _zip64_fields(extra: bytes, usize: int, csize: int, offset: int) -> tuple[in
     while i + 4 <= len(extra):
         tag, ln = struct.unpack_from("<HH", extra, i)
         if tag == 1:
-            vals = list(struct.unpack_from("<%dQ" % (ln // 8), extra, i + 4))
+            vals = list(struct.unpack_from(f"<{ln // 8}Q", extra, i + 4))
             if usize == _U32 and vals:
                 usize = vals.pop(0)
             if csize == _U32 and vals:
@@ -104,7 +106,9 @@ class ZipWriter:
             extra += struct.pack("<HH", 0x4246, pad) + b"Z" * pad  # "FB" padding field, as torch
         version = 45 if big else 20
         s32 = _U32 if size >= _U32 else size
-        local = struct.pack("<4sHHHHHIIIHH", _LOCAL, version, 0, 0, 0, 0x21, crc, s32, s32, len(bname), len(extra))
+        local = struct.pack(
+            "<4sHHHHHIIIHH", _LOCAL, version, 0, 0, 0, 0x21, crc, s32, s32, len(bname), len(extra)
+        )
         start = self.offset
         self._write(local + bname + extra)
         self._write(data)
@@ -117,11 +121,27 @@ class ZipWriter:
             if start >= _U32:
                 vals.append(start)
                 o32 = _U32
-            cextra = struct.pack("<HH", 1, 8 * len(vals)) + struct.pack("<%dQ" % len(vals), *vals)
+            cextra = struct.pack("<HH", 1, 8 * len(vals)) + struct.pack(f"<{len(vals)}Q", *vals)
         self.central.append(
             struct.pack(
-                "<4sHHHHHHIIIHHHHHII", _CENTRAL, version, version, 0, 0, 0, 0x21, crc, s32, s32,
-                len(bname), len(cextra), 0, 0, 0, 0, o32,
+                "<4sHHHHHHIIIHHHHHII",
+                _CENTRAL,
+                version,
+                version,
+                0,
+                0,
+                0,
+                0x21,
+                crc,
+                s32,
+                s32,
+                len(bname),
+                len(cextra),
+                0,
+                0,
+                0,
+                0,
+                o32,
             )
             + bname
             + cextra

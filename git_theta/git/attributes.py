@@ -61,8 +61,11 @@ def tracked_paths(paths: list[str], cwd: str) -> list[str]:
     if not paths:
         return []
     proc = subprocess.run(
-        ["git", "check-attr", "-z", "--stdin", "filter"], cwd=cwd, input="\0".join(paths).encode() + b"\0",
-        capture_output=True, check=True,
+        ["git", "check-attr", "-z", "--stdin", "filter"],
+        cwd=cwd,
+        input="\0".join(paths).encode() + b"\0",
+        capture_output=True,
+        check=True,
     )
     fields = proc.stdout.split(b"\0")
     out = []

@@ -8,12 +8,14 @@ from functools import lru_cache
 from git_theta.errors import ThetaError
 
 
-def run(args: list[str], cwd: str | None = None, input: bytes | None = None, check: bool = True, env=None) -> bytes:
+def run(
+    args: list[str], cwd: str | None = None, input: bytes | None = None, check: bool = True, env=None
+) -> bytes:
     """Run `git ARGS` and return stdout; raise ThetaError with git's message on failure."""
     proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, env=env)
     if check and proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ThetaError(f"git {args[0]} failed: {msg[-1] if msg else 'exit code %d' % proc.returncode}")
+        raise ThetaError(f"git {args[0]} failed: {msg[-1] if msg else f'exit code {proc.returncode}'}")
     return proc.stdout
 
 

@@ -83,7 +83,9 @@ class LfsStore:
             with open(self.path(oid), "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            raise ThetaError(f"LFS object {oid[:12]} for {what} is missing; run `git theta fetch` or `git lfs fetch`") from None
+            raise ThetaError(
+                f"LFS object {oid[:12]} for {what} is missing; run `git theta fetch` or `git lfs fetch`"
+            ) from None
         if hashlib.sha256(data).hexdigest() != oid:
             raise ThetaError(
                 f"LFS object {oid[:12]} for {what} is corrupt (checksum mismatch); delete {self.path(oid)} and fetch it again"

@@ -37,8 +37,12 @@ def fetch(store: LfsStore, objects: dict[str, int], cwd: str, what: str = "") ->
     log.info("fetching %d LFS objects", len(missing))
     try:
         proc = subprocess.Popen(
-            ["git", "lfs", "filter-process"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=_lfs_env(),
+            ["git", "lfs", "filter-process"],
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_lfs_env(),
         )
     except OSError:
         raise ThetaError("git-lfs is not installed: install it (e.g. `apt-get install git-lfs`)") from None
@@ -124,7 +128,10 @@ def push(remote: str, oids: list[str], cwd: str) -> None:
     for i in range(0, len(oids), _PUSH_BATCH):
         batch = oids[i : i + _PUSH_BATCH]
         proc = subprocess.run(
-            ["git", "lfs", "push", "--object-id", remote, *batch], cwd=cwd, capture_output=True, env=_lfs_env()
+            ["git", "lfs", "push", "--object-id", remote, *batch],
+            cwd=cwd,
+            capture_output=True,
+            env=_lfs_env(),
         )
         if proc.returncode != 0:
             msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()

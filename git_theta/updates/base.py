@@ -1,8 +1,8 @@
 """The update-type plug-in interface (entry point group git_theta.plugins.updates)."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore

@@ -111,7 +111,9 @@ def test_install_refuses_without_git_lfs(tmp_path, git_env):
     env = dict(git_env, PATH=str(bindir))
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "git_theta.cli", "install"], env=env, capture_output=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "git_theta.cli", "install"], env=env, capture_output=True, cwd=tmp_path
+    )
     assert proc.returncode == 1
     assert "git-lfs is not installed" in proc.stderr.decode()
 

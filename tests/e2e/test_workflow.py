@@ -105,7 +105,9 @@ def test_clone_from_bare_remote_fetches_objects(repo, bare_remote, tmp_path):
     repo("commit", "-qm", "v1")
     repo("remote", "add", "origin", bare_remote)
     repo("push", "-q", "origin", "main")
-    remote_objects = {f for _, _, files in os.walk(os.path.join(bare_remote, "lfs", "objects")) for f in files}
+    remote_objects = {
+        f for _, _, files in os.walk(os.path.join(bare_remote, "lfs", "objects")) for f in files
+    }
     assert remote_objects == lfs_objects(repo)
     clone_dir = str(tmp_path / "clone")
     repo("clone", "-q", bare_remote, clone_dir)
@@ -165,7 +167,9 @@ def test_two_models_and_subdirectory(repo):
         os.remove(os.path.join(repo.cwd, f))
     repo("checkout", "--", ".")
     assert_same_state(load(os.path.join(repo.cwd, "top.pt")), a)
-    assert_same_state(load(os.path.join(repo.cwd, "models", "sub", "deep.safetensors")), dict(b), ordered=False)
+    assert_same_state(
+        load(os.path.join(repo.cwd, "models", "sub", "deep.safetensors")), dict(b), ordered=False
+    )
     assert repo.status() == ""
 
 
