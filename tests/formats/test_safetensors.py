@@ -1,0 +1,57 @@
+"""safetensors by its spec: byte-identical round trips, header kept, bad files refused."""
+
+import io
+import struct
+
+import pytest
+import torch
+from safetensors.torch import load, save
+
+from git_theta.errors import CheckpointError
+from git_theta.formats.detect import detect
+from git_theta.formats.safetensors import SafetensorsCheckpoint
+from git_theta.tensor import TensorSpec
+from tests.helpers import small_model
+
+
+def rewrite(data: bytes) -> bytes:
+    fmt = SafetensorsCheckpoint()
+    ck = fmt.read(memoryview(data), "m.safetensors")
+    out = io.BytesIO()
+    fmt.write(ck.layout, [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()], list(ck.tensors.values()), out, "m")
+    return out.getvalue()
+
+
+def test_byte_identical_with_metadata():
+    sd = dict(small_model())
+    sd["half"] = torch.ones(3, dtype=torch.bfloat16)
+    sd["f8"] = torch.ones(2, dtype=torch.float8_e4m3fn)
+    for meta in (None, {"format": "pt", "z": "1", "a": "2"}):
+        data = save(sd, metadata=meta)
+        assert rewrite(data) == data
+
+
+def test_detected_by_magic_bytes_whatever_the_name():
+    data = save({"a": torch.ones(2)})
+    assert detect("weights.bin", data[:64]).name == "safetensors"
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d[:5],
+        lambda d: d[:-3],
+        lambda d: struct.pack("<Q", 10**12) + d[8:],
+        lambda d: d[:8] + b"[" + d[9:],
+    ],
+)
+def test_corrupt_files_are_refused(mutate):
+    data = save({"a": torch.ones(4)})
+    with pytest.raises(CheckpointError, match="m.safetensors: "):
+        SafetensorsCheckpoint().read(memoryview(mutate(data)), "m.safetensors")
+
+
+def test_loaded_by_the_library():
+    sd = {"w": torch.randn(3, 4), "b": torch.zeros(4)}
+    back = load(rewrite(save(sd)))
+    assert all(torch.equal(back[k], sd[k]) for k in sd)
