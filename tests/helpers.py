@@ -78,7 +78,9 @@ def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Bit-for-bit equality (NaN payloads and -0.0 included)."""
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
-    return torch.equal(a.reshape(-1).contiguous().view(torch.uint8), b.reshape(-1).contiguous().view(torch.uint8))
+    return torch.equal(
+        a.reshape(-1).contiguous().view(torch.uint8), b.reshape(-1).contiguous().view(torch.uint8)
+    )
 
 
 def assert_same_state(a, b, ordered: bool = True) -> None:

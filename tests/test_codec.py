@@ -20,7 +20,9 @@ def encode(t: RawTensor) -> bytes:
 @pytest.mark.parametrize("name", list(every_dtype()))
 def test_every_dtype_round_trips(name):
     t = every_dtype()[name]
-    raw = RawTensor(name, tuple(t.shape), memoryview(t.contiguous().view(-1).view(__import__("torch").uint8).numpy()))
+    raw = RawTensor(
+        name, tuple(t.shape), memoryview(t.contiguous().view(-1).view(__import__("torch").uint8).numpy())
+    )
     back = codec.decode(encode(raw), raw.dtype, raw.shape)
     assert bytes(back.data) == bytes(raw.data) and back.shape == raw.shape
 

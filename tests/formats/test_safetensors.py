@@ -18,7 +18,13 @@ def rewrite(data: bytes) -> bytes:
     fmt = SafetensorsCheckpoint()
     ck = fmt.read(memoryview(data), "m.safetensors")
     out = io.BytesIO()
-    fmt.write(ck.layout, [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()], list(ck.tensors.values()), out, "m")
+    fmt.write(
+        ck.layout,
+        [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()],
+        list(ck.tensors.values()),
+        out,
+        "m",
+    )
     return out.getvalue()
 
 

@@ -1,0 +1,108 @@
+"""git-theta-filter speaks git's long-running filter protocol and the per-file commands."""
+
+import io
+import subprocess
+
+import torch
+
+from git_theta.git import pktline
+from git_theta.metadata import is_metadata
+from tests.helpers import assert_same_state, small_model
+
+
+def checkpoint_bytes(sd) -> bytes:
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    return buf.getvalue()
+
+
+def request(proc, command, path, content: bytes):
+    w, r = proc.stdin, proc.stdout
+    pktline.write_text(w, f"command={command}", f"pathname={path}")
+    pktline.write_flush(w)
+    sink = pktline.ContentWriter(w)
+    sink.write(content)
+    sink.close()
+    w.flush()
+    status = pktline.read_key_values(r)
+    if status.get("status") != "success":
+        return status["status"], b""
+    body = bytes(pktline.read_content(r))
+    final = pktline.read_key_values(r)
+    return final.get("status", "success"), body
+
+
+def test_process_protocol_clean_smudge_and_errors(repo):
+    repo.theta("track", "model.pt")
+    proc = subprocess.Popen(
+        ["git-theta-filter", "process"],
+        cwd=repo.cwd,
+        env=repo.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    w, r = proc.stdin, proc.stdout
+    pktline.write_text(w, "git-filter-client", "version=2")
+    pktline.write_flush(w)
+    pktline.write_text(w, "capability=clean", "capability=smudge", "capability=delay")
+    pktline.write_flush(w)
+    w.flush()
+    assert pktline.read_text_list(r) == ["git-filter-server", "version=2"]
+    assert pktline.read_text_list(r) == ["capability=clean", "capability=smudge"]
+
+    sd = small_model()
+    status, meta = request(proc, "clean", "model.pt", checkpoint_bytes(sd))
+    assert status == "success" and is_metadata(meta)
+    status, garbage = request(proc, "clean", "model.pt", b"PK\x03\x04 not really a zip")
+    assert status == "error" and garbage == b""
+    status, model = request(proc, "smudge", "model.pt", meta)  # the process survived the error
+    assert status == "success"
+    assert_same_state(torch.load(io.BytesIO(model), weights_only=True), sd)
+    w.close()
+    assert proc.wait(timeout=30) == 0
+    assert b"git-theta: model.pt: " in proc.stderr.read()
+
+
+def test_per_file_commands_on_stdin_stdout(repo):
+    repo.theta("track", "model.pt")
+    sd = small_model(3)
+    data = checkpoint_bytes(sd)
+    clean = subprocess.run(
+        ["git-theta-filter", "clean", "model.pt"], cwd=repo.cwd, env=repo.env, input=data, capture_output=True
+    )
+    assert clean.returncode == 0 and is_metadata(clean.stdout)
+    smudge = subprocess.run(
+        ["git-theta-filter", "smudge", "model.pt"],
+        cwd=repo.cwd,
+        env=repo.env,
+        input=clean.stdout,
+        capture_output=True,
+    )
+    assert smudge.returncode == 0
+    assert_same_state(torch.load(io.BytesIO(smudge.stdout), weights_only=True), sd)
+    # content that is not metadata passes through smudge untouched
+    plain = subprocess.run(
+        ["git-theta-filter", "smudge", "x"], cwd=repo.cwd, env=repo.env, input=b"abc", capture_output=True
+    )
+    assert plain.stdout == b"abc"
+    bad = subprocess.run(
+        ["git-theta-filter", "clean", "model.pt"],
+        cwd=repo.cwd,
+        env=repo.env,
+        input=data[:100],
+        capture_output=True,
+    )
+    assert bad.returncode == 1 and bad.stdout == b""
+    assert bad.stderr.decode().count("\n") == 1 and "model.pt" in bad.stderr.decode()
+
+
+def test_pktline_framing_splits_large_content():
+    out = io.BytesIO()
+    sink = pktline.ContentWriter(out)
+    payload = bytes(range(256)) * 1000
+    sink.write(payload[:10])
+    sink.write(memoryview(payload)[10:])
+    sink.close()
+    out.seek(0)
+    assert bytes(pktline.read_content(out)) == payload
