@@ -25,12 +25,17 @@ def main() -> None:
 def clean_cmd(path: str) -> None:
     """Read a checkpoint on stdin, store its tensors, write its metadata to stdout."""
     from git_theta.filter.clean import clean
+    from git_theta.filter.spool import Spool
 
-    data = sys.stdin.buffer.read()
+    spool = Spool()
     try:
-        out = clean(data, path)
+        while chunk := sys.stdin.buffer.read(1 << 20):
+            spool.write(chunk)
+        out = clean(spool.view(), path)
     except ThetaError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        spool.close()
     sys.stdout.buffer.write(out)
 
 

@@ -4,13 +4,15 @@ The interpreter, numpy and tensorstore load once, and every tracked file of the 
 through the same process.
 """
 
+import os
 import sys
 from typing import BinaryIO
 
 from git_theta.errors import ThetaError
 from git_theta.filter.clean import clean
 from git_theta.filter.smudge import prepare as prepare_smudge
-from git_theta.git import pktline
+from git_theta.filter.spool import Spool
+from git_theta.git import pktline, repo
 from git_theta.log import get_logger
 
 log = get_logger(__name__)
@@ -41,49 +43,46 @@ def serve(r: BinaryIO | None = None, w: BinaryIO | None = None) -> int:
     r = r or sys.stdin.buffer
     w = w or sys.stdout.buffer
     _handshake(r, w)
+    tmp_dir = os.path.join(repo.common_dir(), "theta", "tmp")
     while True:
         try:
             headers = pktline.read_key_values(r)
         except EOFError:
             return 0
         command, path = headers.get("command"), headers.get("pathname", "")
-        content = pktline.read_content(r)
-        if command not in ("clean", "smudge"):
-            _respond_error(w, path, ThetaError(f"unsupported filter command {command!r}"))
-            continue
+        spool = Spool(tmp_dir)
+        try:
+            _serve_one(w, command, path, pktline.read_content(r, spool).view())
+        finally:
+            spool.close()
+
+
+def _serve_one(w: BinaryIO, command: str | None, path: str, content: memoryview) -> None:
+    """Answer one request whose content has been read."""
+    if command not in ("clean", "smudge"):
+        _respond_error(w, path, ThetaError(f"unsupported filter command {command!r}"))
+        return
+    try:
         if command == "clean":
-            try:
-                result = clean(content, path)
-            except Exception as exc:  # expected failures are ThetaErrors; others are reported too
-                log.debug("clean failed", exc_info=True)
-                _respond_error(w, path, exc)
-                continue
-            del content
-            pktline.write_text(w, "status=success")
-            pktline.write_flush(w)
-            sink = pktline.ContentWriter(w)
-            sink.write(result)
-            sink.close()
-            pktline.write_flush(w)
-            w.flush()
-            continue
-        try:
+            result = clean(content, path)
+            write = lambda out: out.write(result)  # noqa: E731
+        else:
             write = prepare_smudge(content, path)
-        except Exception as exc:
-            log.debug("smudge failed", exc_info=True)
-            _respond_error(w, path, exc)
-            continue
-        del content
-        pktline.write_text(w, "status=success")
-        pktline.write_flush(w)
-        sink = pktline.ContentWriter(w)
-        try:
-            write(sink)
-        except Exception as exc:  # mid-stream: git discards the partial content on status=error
-            log.debug("smudge failed while writing", exc_info=True)
-            sink.close()
-            _respond_error(w, path, exc)
-            continue
+    except Exception as exc:  # expected failures are ThetaErrors; others are reported too
+        log.debug("%s failed", command, exc_info=True)
+        _respond_error(w, path, exc)
+        return
+    del content
+    pktline.write_text(w, "status=success")
+    pktline.write_flush(w)
+    sink = pktline.ContentWriter(w)
+    try:
+        write(sink)
+    except Exception as exc:  # mid-stream: git discards the partial content on status=error
+        log.debug("%s failed while writing", command, exc_info=True)
         sink.close()
-        pktline.write_flush(w)
-        w.flush()
+        _respond_error(w, path, exc)
+        return
+    sink.close()
+    pktline.write_flush(w)
+    w.flush()

@@ -47,9 +47,9 @@ def read_key_values(stream: BinaryIO) -> dict[str, str]:
     return out
 
 
-def read_content(stream: BinaryIO) -> bytearray:
-    """Binary packets up to the next flush, joined without an extra copy."""
-    buf = bytearray()
+def read_content(stream: BinaryIO, sink=None):
+    """Binary packets up to the next flush, into `sink` (anything with .write) or a bytearray."""
+    buf = bytearray() if sink is None else sink
     while True:
         head = stream.read(4)
         if len(head) != 4:
@@ -57,10 +57,10 @@ def read_content(stream: BinaryIO) -> bytearray:
         size = int(head, 16)
         if size == 0:
             return buf
-        start = len(buf)
-        buf.extend(stream.read(size - 4))
-        if len(buf) - start != size - 4:
+        data = stream.read(size - 4)
+        if len(data) != size - 4:
             raise PktLineError("truncated pkt-line")
+        buf.write(data) if sink is not None else buf.extend(data)
 
 
 def write_packet(stream: BinaryIO, data: bytes | memoryview) -> None:
