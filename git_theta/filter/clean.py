@@ -56,11 +56,14 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
     update_name = config.get("update_type") or "dense"
     update = plugins.updates.get(update_name)()
 
+    def reusable(entry: ParamEntry) -> bool:  # its objects are here (else store the tensor again)
+        return all(store.has(oid) for oid in plugins.updates.get(entry.update_type)().objects(entry))
+
     entries: dict[str, ParamEntry] = {}
     todo: dict[tuple, list[str]] = {}
     for name, tensor, digest in zip(names, tensors, hashes):
         key = (digest, tensor.dtype, tuple(tensor.shape))
-        if key in known:
+        if key in known and reusable(known[key]):
             entries[name] = known[key]
         else:
             todo.setdefault(key, []).append(name)

@@ -8,6 +8,16 @@ from git_theta.errors import ThetaError
 from git_theta.log import get_logger
 
 
+def _fail(path: str, exc: BaseException) -> None:
+    """One line on stderr and exit 1; the traceback only in the debug log."""
+    if isinstance(exc, ThetaError):
+        raise click.ClickException(str(exc)) from None
+    get_logger(__name__).debug("unexpected failure", exc_info=exc)
+    raise click.ClickException(
+        f"{path}: internal error ({type(exc).__name__}: {exc}); rerun with GIT_THETA_LOG_LEVEL=DEBUG and report it"
+    ) from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """The git clean/smudge filter of git-theta (git runs this; you rarely need to)."""
@@ -32,8 +42,8 @@ def clean_cmd(path: str) -> None:
         while chunk := sys.stdin.buffer.read(1 << 20):
             spool.write(chunk)
         out = clean(spool.view(), path)
-    except ThetaError as exc:
-        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        _fail(path, exc)
     finally:
         spool.close()
     sys.stdout.buffer.write(out)
@@ -48,8 +58,8 @@ def smudge_cmd(path: str) -> None:
     data = sys.stdin.buffer.read()
     try:
         prepare(data, path)(sys.stdout.buffer)
-    except ThetaError as exc:
-        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        _fail(path, exc)
 
 
 @main.command("process")
@@ -59,8 +69,8 @@ def process_cmd() -> None:
 
     try:
         sys.exit(serve())
-    except ThetaError as exc:
-        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        _fail("git-theta-filter process", exc)
 
 
 if __name__ == "__main__":

@@ -38,11 +38,22 @@ def _respond_error(w: BinaryIO, path: str, exc: BaseException) -> None:
     w.flush()
 
 
+def _widen_pipe(w: BinaryIO) -> None:
+    """A 1 MiB pipe to git instead of 64 KiB: fewer context switches on large checkouts."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(w.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (OSError, ValueError, AttributeError, ImportError):
+        pass
+
+
 def serve(r: BinaryIO | None = None, w: BinaryIO | None = None) -> int:
     """Answer git's clean and smudge requests until git closes the pipe."""
     r = r or sys.stdin.buffer
     w = w or sys.stdout.buffer
     _handshake(r, w)
+    _widen_pipe(w)
     tmp_dir = os.path.join(repo.common_dir(), "theta", "tmp")
     while True:
         try:

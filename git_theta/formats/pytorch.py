@@ -3,11 +3,13 @@
 import hashlib
 import pickle
 import struct
+import zlib
 from collections.abc import Iterable
 from typing import BinaryIO
 
 import numpy as np
 
+from git_theta import parallel
 from git_theta.errors import CheckpointError
 from git_theta.formats import torch_pickle, zipio
 from git_theta.formats.base import Checkpoint, CheckpointFormat
@@ -142,8 +144,10 @@ class PyTorchCheckpoint(CheckpointFormat):
         zw.add(f"{archive}/.storage_alignment", b"64")
         zw.add(f"{archive}/byteorder", b"little")
         digest = hashlib.sha256()
-        for spec, tensor in zip(specs, tensors):
-            zw.add(f"{archive}/data/{keys[spec.name][0]}", tensor.data)
+        # checksums on worker threads while this one writes
+        with_crc = parallel.ordered_map(lambda t: (t, zlib.crc32(t.data)), tensors)
+        for spec, (tensor, crc) in zip(specs, with_crc):
+            zw.add(f"{archive}/data/{keys[spec.name][0]}", tensor.data, crc)
             digest.update(f"{spec.name}\0{spec.dtype}\0{spec.shape}\0".encode())
         zw.add(f"{archive}/version", b"3\n")
         # torch writes a random id here; ours is derived from the contents so output is reproducible

@@ -93,11 +93,12 @@ class ZipWriter:
         self.out.write(data)
         self.offset += len(data)
 
-    def add(self, name: str, data) -> None:
+    def add(self, name: str, data, crc: int | None = None) -> None:
+        """Append a stored member; pass `crc` (zlib.crc32 of data) if already known."""
         data = memoryview(data).cast("B")
         bname = name.encode("utf-8")
         size = len(data)
-        crc = zlib.crc32(data)
+        crc = zlib.crc32(data) if crc is None else crc
         big = size >= _U32 or self.offset >= _U32
         extra = struct.pack("<HHQQ", 1, 16, size, size) if size >= _U32 else b""
         header_len = 30 + len(bname) + len(extra)

@@ -1,6 +1,7 @@
 """The repository's Git LFS object store, written directly: .git/lfs/objects/aa/bb/<sha256>."""
 
 import hashlib
+import mmap
 import os
 import tempfile
 
@@ -77,11 +78,12 @@ class LfsStore:
             raise
         return w.commit()
 
-    def read(self, oid: str, what: str = "object") -> bytes:
-        """The object's bytes, verified; ThetaError when missing or corrupt."""
+    def read(self, oid: str, what: str = "object"):
+        """The object's bytes (a read-only map of the file), verified; ThetaError when missing or corrupt."""
         try:
             with open(self.path(oid), "rb") as f:
-                data = f.read()
+                size = os.fstat(f.fileno()).st_size
+                data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         except FileNotFoundError:
             raise ThetaError(
                 f"LFS object {oid[:12]} for {what} is missing; run `git theta fetch` or `git lfs fetch`"

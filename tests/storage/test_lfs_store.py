@@ -20,7 +20,7 @@ def test_put_uses_git_lfs_layout(store):
     oid, size = store.put(b"hello")
     assert oid == hashlib.sha256(b"hello").hexdigest() and size == 5
     assert store.path(oid).endswith(os.path.join("lfs", "objects", oid[:2], oid[2:4], oid))
-    assert store.read(oid) == b"hello"
+    assert bytes(store.read(oid)) == b"hello"
     assert store.put(b"hello") == (oid, 5)  # idempotent
 
 
