@@ -27,6 +27,7 @@ def sh(args, cwd, env, timed=False):
     if not timed:
         subprocess.run(args, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
         return None
+    os.sync()  # start each timing with no dirty pages left by the previous step (less noise)
     start = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *args], cwd=cwd, env=env, capture_output=True)
     elapsed = time.perf_counter() - start
