@@ -106,3 +106,15 @@ class ContentWriter:
             write_packet(self.stream, self.pending)
             self.pending = bytearray()
         write_flush(self.stream)
+
+
+def client_handshake(w: BinaryIO, r: BinaryIO, capabilities: tuple[str, ...]) -> tuple[list[str], set[str]]:
+    """Greet a long-running filter as git does; returns (its greeting, its capabilities)."""
+    write_text(w, "git-filter-client", "version=2")
+    write_flush(w)
+    write_text(w, *(f"capability={c}" for c in capabilities))
+    write_flush(w)
+    w.flush()
+    greeting = read_text_list(r)
+    caps = {line.partition("=")[2] for line in read_text_list(r) if line.startswith("capability=")}
+    return greeting, caps

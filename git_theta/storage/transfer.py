@@ -71,14 +71,8 @@ def fetch(store: LfsStore, objects: dict[str, int], cwd: str, what: str = "") ->
 
 def _fetch_with(proc: subprocess.Popen, missing: dict[str, int]) -> None:
     w, r = proc.stdin, proc.stdout
-    pktline.write_text(w, "git-filter-client", "version=2")
-    pktline.write_flush(w)
-    pktline.write_text(w, "capability=clean", "capability=smudge", "capability=delay")
-    pktline.write_flush(w)
-    w.flush()
-    pktline.read_text_list(r)  # server greeting and version
-    caps = pktline.read_text_list(r)
-    can_delay = "capability=delay" in caps
+    _, caps = pktline.client_handshake(w, r, ("clean", "smudge", "delay"))
+    can_delay = "delay" in caps
     delayed = []
     for oid, size in missing.items():
         pktline.write_text(w, "command=smudge", f"pathname={oid}")

@@ -42,14 +42,10 @@ def test_process_protocol_clean_smudge_and_errors(repo):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    w, r = proc.stdin, proc.stdout
-    pktline.write_text(w, "git-filter-client", "version=2")
-    pktline.write_flush(w)
-    pktline.write_text(w, "capability=clean", "capability=smudge", "capability=delay")
-    pktline.write_flush(w)
-    w.flush()
-    assert pktline.read_text_list(r) == ["git-filter-server", "version=2"]
-    assert pktline.read_text_list(r) == ["capability=clean", "capability=smudge"]
+    w = proc.stdin
+    greeting, caps = pktline.client_handshake(w, proc.stdout, ("clean", "smudge", "delay"))
+    assert greeting == ["git-filter-server", "version=2"]
+    assert caps == {"clean", "smudge"}
 
     sd = small_model()
     status, meta = request(proc, "clean", "model.pt", checkpoint_bytes(sd))
