@@ -131,3 +131,13 @@ def test_wrong_flag_is_a_usage_error(repo):
     proc = repo.theta("install", "--scope", "planet", check=False)
     assert proc.returncode == 2
     assert "Invalid value for '--scope'" in proc.stderr.decode()
+
+
+def test_settings_from_git_config(repo):
+    repo.theta("track", "model.pt")
+    save(small_model(), os.path.join(repo.cwd, "model.pt"))
+    repo("config", "theta.checkpointType", "safetensors")
+    proc = repo("add", "model.pt", check=False)
+    assert proc.returncode != 0 and "safetensors" in proc.stderr.decode()
+    repo("config", "theta.checkpointType", "pickled-dict")  # the original's name for torch files
+    repo("add", "model.pt")
