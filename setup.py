@@ -15,9 +15,12 @@ EXTRAS = {
     "safetensors": ["safetensors"],
     "tensorflow": ["tensorflow"],
     "flax": ["flax"],
-    "test": ["pytest>=7", "torch", "safetensors"],
+    "plot": ["matplotlib"],
+    "test": ["pytest>=7", "torch", "safetensors", "matplotlib"],
 }
-EXTRAS["all"] = sorted({d for k in ("pytorch", "safetensors", "tensorflow", "flax") for d in EXTRAS[k]})
+EXTRAS["all"] = sorted(
+    {d for k in ("pytorch", "safetensors", "tensorflow", "flax", "plot") for d in EXTRAS[k]}
+)
 
 setup(
     name="git-theta",

@@ -104,6 +104,50 @@ def fetch(rev: str, paths: tuple[str, ...]) -> None:
     sys.exit(run(rev, list(paths) or None))
 
 
+@main.command()
+@click.argument("args", nargs=-1)
+@click.option(
+    "--cached", "--staged", "cached", is_flag=True, help="Compare a revision (HEAD) with the index."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--stat", "as_stat", is_flag=True, help="One line per changed parameter, largest relative change first."
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Hide modified parameters whose relative change is below this.",
+)
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also write a bar chart (PNG)."
+)
+@click.option("--color/--no-color", default=None, help="Color the output (default: on a terminal).")
+@_user_errors
+def diff(args, cached, as_json, as_stat, threshold, plot_path, color) -> None:
+    """Show how tracked models changed: [REV_A] [REV_B] [-- PATH...]."""
+    import json
+
+    from git_theta.commands.diff import diff as run
+    from git_theta.commands.diff import split_args
+    from git_theta.diff import render
+
+    revs, paths = split_args(list(args))
+    diffs = run(revs, paths, cached)
+    color = render.use_color() if color is None else color
+    if as_json:
+        click.echo(json.dumps({"files": [render.to_json(d, threshold) for d in diffs]}, indent=2))
+    else:
+        for d in diffs:
+            out = render.stat(d, color, threshold) if as_stat else render.text(d, color, threshold)
+            click.echo(out, nl=False, color=color)
+    if plot_path:
+        from git_theta.diff.plot import plot
+
+        n = plot(diffs, plot_path)
+        click.echo(f"wrote {plot_path} ({n} parameters)", err=True)
+
+
 @main.command("pre-push", hidden=True)
 @click.argument("remote")
 @click.argument("url", default="")

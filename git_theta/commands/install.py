@@ -19,6 +19,7 @@ CONFIG = {
     "filter.theta.process": "git-theta-filter process",
     "filter.theta.required": "true",
     "diff.theta.command": "git-theta-diff",
+    "diff.theta.textconv": "git-theta-diff --textconv",
     "merge.theta.name": "Merge models parameter by parameter with git-theta",
     "merge.theta.driver": "git-theta-merge %O %A %B %P",
 }

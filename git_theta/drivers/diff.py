@@ -1,47 +1,46 @@
-"""`git-theta-diff`: git's external diff driver, a per-parameter summary of what changed."""
+"""`git-theta-diff`: git's diff driver for tracked checkpoints.
+
+As `diff.theta.command` git calls it with PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE
+(`git diff`, or `git log -p --ext-diff`); as `diff.theta.textconv` (`--textconv FILE`) it lists
+one version's parameters, which is what `git log -p` and `git show` diff line by line.
+"""
 
 import sys
 
 import click
 
-from git_theta.drivers.summary import summarize
+from git_theta.diff import render
+from git_theta.diff.compute import compare
+from git_theta.diff.sides import side_from_bytes
 from git_theta.errors import ThetaError
+from git_theta.log import get_logger
 
 
-def _fmt(info: tuple) -> str:
-    dtype, shape, _ = info
-    return f"{dtype}[{', '.join(str(s) for s in shape)}]"
-
-
-def render(path: str, old: dict, new: dict) -> str:
-    """The text git shows for one tracked checkpoint."""
-    lines = [f"diff --git-theta a/{path} b/{path}"]
-    added = [n for n in new if n not in old]
-    removed = [n for n in old if n not in new]
-    changed = [n for n in new if n in old and new[n] != old[n]]
-    same = len(new) - len(added) - len(changed)
-    for n in removed:
-        lines.append(f"- {n}  {_fmt(old[n])}")
-    for n in added:
-        lines.append(f"+ {n}  {_fmt(new[n])}")
-    for n in changed:
-        a, b = old[n], new[n]
-        how = "values changed" if a[:2] == b[:2] else f"{_fmt(a)} -> {_fmt(b)}"
-        lines.append(f"~ {n}  {_fmt(b)}  {how}")
-    lines.append(f"  {len(added)} added, {len(removed)} removed, {len(changed)} changed, {same} unchanged")
-    return "\n".join(lines) + "\n"
+def _read(path: str) -> bytes | None:
+    if path in ("/dev/null", ""):
+        return None
+    with open(path, "rb") as f:
+        return f.read()
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--textconv", "textconv", is_flag=True, help="List one version's parameters (git textconv).")
 @click.argument("args", nargs=-1)
-def main(args: tuple[str, ...]) -> None:
-    """Called by git as: PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE."""
-    if len(args) < 7:
-        raise click.UsageError(
-            "git-theta-diff is git's diff driver: PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE"
-        )
-    path, old_file, new_file = args[0], args[1], args[4]
+def main(textconv: bool, args: tuple[str, ...]) -> None:
+    """Called by git; see `git theta diff` for the same diff with options."""
+    get_logger()
     try:
-        sys.stdout.write(render(path, summarize(old_file, path), summarize(new_file, path)))
+        if textconv:
+            if len(args) != 1:
+                raise click.UsageError("git-theta-diff --textconv FILE")
+            side = side_from_bytes(args[0], _read(args[0]), None)
+            sys.stdout.write(render.listing(side) if side.params else "")
+            return
+        if len(args) < 7:
+            raise click.UsageError("git-theta-diff PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE")
+        path, old_file, new_file = args[0], args[1], args[4]
+        old = side_from_bytes(path, _read(old_file), None)
+        new = side_from_bytes(path, _read(new_file), None)
+        sys.stdout.write(render.text(compare(old, new), color=render.use_color()))
     except ThetaError as exc:
         raise click.ClickException(str(exc)) from None

@@ -9,8 +9,7 @@ import sys
 from typing import BinaryIO
 
 from git_theta.errors import ThetaError
-from git_theta.filter.clean import clean
-from git_theta.filter.smudge import prepare as prepare_smudge
+from git_theta.filter.context import in_diff_context
 from git_theta.filter.spool import Spool
 from git_theta.git import pktline, repo
 from git_theta.log import get_logger
@@ -75,9 +74,16 @@ def _serve_one(w: BinaryIO, command: str | None, path: str, content: memoryview)
         return
     try:
         if command == "clean":
+            from git_theta.filter.clean import clean
+
             result = clean(content, path)
             write = lambda out: out.write(result)  # noqa: E731
+        elif in_diff_context():  # a diff driver reads the metadata itself: no heavy imports
+            result = bytes(content)
+            write = lambda out: out.write(result)  # noqa: E731
         else:
+            from git_theta.filter.smudge import prepare as prepare_smudge
+
             write = prepare_smudge(content, path)
     except Exception as exc:  # expected failures are ThetaErrors; others are reported too
         log.debug("%s failed", command, exc_info=True)

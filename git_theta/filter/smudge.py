@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from git_theta import parallel, plugins
+from git_theta.filter.context import in_diff_context
 from git_theta.formats.detect import by_name
 from git_theta.log import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
@@ -50,8 +51,8 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
     Everything that can fail for a foreseeable reason (bad metadata, unknown format, objects
     that cannot be fetched) fails here, before any output; the writer streams tensor by tensor.
     """
-    if not is_metadata(data):
-        content = bytes(data)
+    if not is_metadata(data) or in_diff_context():
+        content = bytes(data)  # not ours, or a diff that needs only the metadata
         return lambda out: out.write(content)
     meta = Metadata.loads(data, path)
     store = LfsStore.for_cwd(cwd)

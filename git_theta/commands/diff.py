@@ -1,0 +1,90 @@
+"""`git theta diff [REV_A] [REV_B] [-- PATH...]`: model diffs with numbers, as text, JSON or a plot.
+
+Like `git diff`: no revision compares the index with the working tree, one compares it with the
+working tree, two compare the two; `--cached` compares a revision (HEAD) with the index.
+"""
+
+import os
+
+from git_theta.commands.ls_files import ls_files
+from git_theta.diff.compute import ModelDiff, compare
+from git_theta.diff.sides import ModelSide, side_from_bytes
+from git_theta.errors import ThetaError
+from git_theta.git import attributes, repo
+from git_theta.storage.lfs_store import LfsStore
+
+WORKTREE = None  # a side that is the working-tree file
+
+
+def _tracked_at(rev: str | None, top: str) -> list[str]:
+    if rev is WORKTREE:
+        return ls_files(top)
+    if rev == "":
+        return ls_files(top)
+    names = [
+        n.decode() for n in repo.run(["ls-tree", "-r", "-z", "--name-only", rev], cwd=top).split(b"\0") if n
+    ]
+    return attributes.tracked_paths(names, top)
+
+
+def _side(rev: str | None, path: str, top: str, store: LfsStore) -> ModelSide:
+    if rev is WORKTREE:
+        full = os.path.join(top, path)
+        data = open(full, "rb").read() if os.path.exists(full) else None
+    else:
+        data = repo.read_blob(f"{rev}:{path}", cwd=top)
+    return side_from_bytes(path, data, store, top)
+
+
+def split_args(args: list[str], cwd: str | None = None) -> tuple[list[str], list[str]]:
+    """Leading arguments that name commits are revisions, the rest paths (as git guesses)."""
+    top = repo.root(cwd)
+    revs: list[str] = []
+    for i, arg in enumerate(args):
+        is_rev = (
+            repo.run(["rev-parse", "--verify", "--quiet", f"{arg}^{{commit}}"], cwd=top, check=False) != b""
+        )
+        if not is_rev or os.path.exists(arg):
+            return revs, args[i:]
+        revs.append(arg)
+    return revs, []
+
+
+def resolve(revs: list[str], cached: bool) -> tuple[str | None, str | None]:
+    """(old, new) sides: a revision, "" for the index, or WORKTREE."""
+    if len(revs) > 2:
+        raise ThetaError("git theta diff takes at most two revisions")
+    if cached:
+        if len(revs) > 1:
+            raise ThetaError("--cached takes at most one revision")
+        return (revs[0] if revs else "HEAD"), ""
+    if len(revs) == 2:
+        return revs[0], revs[1]
+    if len(revs) == 1:
+        return revs[0], WORKTREE
+    return "", WORKTREE
+
+
+def diff(
+    revs: list[str], paths: list[str], cached: bool = False, cwd: str | None = None, with_numbers: bool = True
+) -> list[ModelDiff]:
+    """Diffs of every tracked checkpoint (or of `paths`) that differs between the two sides."""
+    top = repo.root(cwd)
+    for rev in revs:
+        if repo.run(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=top, check=False) == b"":
+            raise ThetaError(f"unknown revision {rev!r}")
+    old_rev, new_rev = resolve(revs, cached)
+    store = LfsStore.for_cwd(top)
+    wanted = sorted(set(_tracked_at(old_rev, top)) | set(_tracked_at(new_rev, top)))
+    if paths:
+        rel = {os.path.relpath(os.path.abspath(p), top).replace(os.sep, "/") for p in paths}
+        unknown = rel - set(wanted)
+        if unknown:
+            raise ThetaError(f"not a tracked checkpoint on either side: {', '.join(sorted(unknown))}")
+        wanted = [p for p in wanted if p in rel]
+    out = []
+    for path in wanted:
+        result = compare(_side(old_rev, path, top, store), _side(new_rev, path, top, store), with_numbers)
+        if result.changes or result.old_format != result.new_format:
+            out.append(result)
+    return out

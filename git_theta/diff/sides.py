@@ -1,0 +1,91 @@
+"""One side of a model diff: stored metadata (tensors from the LFS store), a checkpoint file, or nothing."""
+
+import hashlib
+from dataclasses import dataclass
+
+from git_theta import plugins
+from git_theta.errors import ThetaError
+from git_theta.filter.smudge import ensure_objects
+from git_theta.formats.detect import detect
+from git_theta.metadata import Metadata, is_metadata
+from git_theta.storage.lfs_store import LfsStore
+from git_theta.tensor import RawTensor
+from git_theta.updates.base import UpdateContext
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """What is known of a parameter without reading its values."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    hash: str
+    update_type: str | None = None  # None for a working-tree file: not stored yet
+    oid: str | None = None
+    size: int = 0  # bytes stored for it
+
+
+class ModelSide:
+    """A model version: parameter facts up front, tensor values on demand."""
+
+    def __init__(self, path: str, params: dict[str, ParamInfo], fmt: str | None):
+        self.path, self.params, self.format = path, params, fmt
+
+    def load(self, name: str) -> RawTensor:
+        raise ThetaError(f"{self.path}: no tensor {name!r} on this side")
+
+    def prefetch(self, names: list[str]) -> None:
+        """Make the named tensors loadable in one batch (fetch missing LFS objects)."""
+
+
+class MissingSide(ModelSide):
+    """The file does not exist on this side (added or deleted)."""
+
+    def __init__(self, path: str):
+        super().__init__(path, {}, None)
+
+
+class StoredSide(ModelSide):
+    """Metadata from git; tensors are decoded from the LFS store (fetched if missing)."""
+
+    def __init__(self, path: str, meta: Metadata, store: LfsStore, cwd: str | None = None):
+        params = {
+            n: ParamInfo(e.dtype, tuple(e.shape), e.hash, e.update_type, e.oid, e.size)
+            for n, e in meta.params.items()
+        }
+        super().__init__(path, params, meta.format)
+        self.meta, self.store, self.cwd = meta, store, cwd
+
+    def prefetch(self, names: list[str]) -> None:
+        sub = Metadata(self.meta.format, self.meta.layout, {n: self.meta.params[n] for n in names})
+        ensure_objects(sub, self.store, self.cwd, self.path)
+
+    def load(self, name: str) -> RawTensor:
+        entry = self.meta.params[name]
+        return plugins.updates.get(entry.update_type)().load(entry, UpdateContext(self.store, name, None))
+
+
+class FileSide(ModelSide):
+    """A checkpoint file (the working tree): parsed in memory, tensors hashed to compare."""
+
+    def __init__(self, path: str, data):
+        fmt = detect(path, bytes(data[:64]))
+        checkpoint = fmt.read(memoryview(data), path)
+        params = {
+            n: ParamInfo(t.dtype, tuple(t.shape), hashlib.sha256(t.data).hexdigest())
+            for n, t in checkpoint.tensors.items()
+        }
+        super().__init__(path, params, fmt.name)
+        self.tensors = checkpoint.tensors
+
+    def load(self, name: str) -> RawTensor:
+        return self.tensors[name]
+
+
+def side_from_bytes(path: str, data, store: LfsStore | None, cwd: str | None = None) -> ModelSide:
+    """The right kind of side for some content: metadata, a checkpoint, or empty (missing)."""
+    if data is None or len(data) == 0:
+        return MissingSide(path)
+    if is_metadata(data):
+        return StoredSide(path, Metadata.loads(data, path), store or LfsStore.for_cwd(cwd), cwd)
+    return FileSide(path, data)

@@ -1,0 +1,65 @@
+"""Which git command runs the filter: diffs need only the metadata, not the whole checkpoint.
+
+Git smudges a blob before handing it to an external diff or textconv driver (`git diff`, `git log
+-p`, `git show`). Rebuilding a multi-gigabyte checkpoint there is wasted work: our diff driver
+reads the stored tensors it needs itself. So when the filter's git parent is a diff-only command,
+smudge passes the metadata through. GIT_THETA_DIFF_SMUDGE=full turns this off.
+"""
+
+import os
+from functools import lru_cache
+
+DIFF_COMMANDS = {"diff", "log", "show", "whatchanged", "range-diff", "diff-tree", "diff-index", "diff-files"}
+_GLOBAL_WITH_VALUE = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path", "--config-env"}
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _subcommand(argv: list[str]) -> list[str]:
+    """git's arguments after its global options."""
+    args = argv[1:]
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in _GLOBAL_WITH_VALUE else 1
+    return args[i:]
+
+
+def is_diff_only(argv: list[str]) -> bool:
+    """True for a git command line that only diffs (never writes the work tree)."""
+    sub = _subcommand(argv)
+    if not sub:
+        return False
+    if sub[0] in DIFF_COMMANDS:
+        return True
+    return sub[0] == "stash" and len(sub) > 1 and sub[1] == "show"
+
+
+@lru_cache(maxsize=1)
+def in_diff_context() -> bool:
+    """True when the nearest git process above this one is a diff-only command."""
+    if os.environ.get("GIT_THETA_DIFF_SMUDGE", "").lower() == "full":
+        return False
+    pid = os.getppid()
+    for _ in range(3):  # git, or a shell that git started, or that shell's parent
+        argv = _cmdline(pid)
+        if argv and os.path.basename(argv[0]) == "git":
+            return is_diff_only(argv)
+        parent = _parent(pid)
+        if not parent or parent == pid:
+            return False
+        pid = parent
+    return False
