@@ -56,6 +56,9 @@ def test_git_diff_of_working_tree_and_added_file(history):
     repo("add", "other.pt")
     out = repo.out("diff", "--cached", "--", "other.pt")
     assert "6 of 6 parameters changed (0 modified, 6 added, 0 removed)" in out
+    os.remove(os.path.join(repo.cwd, "other.pt"))
+    out = repo.out("diff", "--", "other.pt")
+    assert "6 of 6 parameters changed (0 modified, 0 added, 6 removed)" in out
 
 
 def test_git_log_p_and_show_on_three_commits(history):
