@@ -20,6 +20,8 @@ install: git-lfs
 
 install-dev: git-lfs
 	$(PIP) install -q $(TORCH) -e ".[pytorch,safetensors,test]" -r requirements-dev.txt
+	# the loopback HTTP LFS server for tests; its own dependency pins do not resolve, so by name
+	$(PIP) install -q --no-deps giftless==0.6.2
 
 demo: install
 	$(PYTHON) -m git_theta.demo

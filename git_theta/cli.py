@@ -94,14 +94,64 @@ def add(update_type: str | None, update_data: str | None, args: tuple[str, ...])
 
 
 @main.command()
-@click.argument("rev", default="HEAD")
+@click.argument("args", nargs=-1)
+@click.option("--include", "paths", multiple=True, help="Only these tracked paths (repeatable).")
+@_user_errors
+def fetch(args: tuple[str, ...], paths: tuple[str, ...]) -> None:
+    """Download the tensors of [REMOTE] [REV...] (default HEAD) for offline work."""
+    from git_theta.commands.fetch import fetch as run
+    from git_theta.diff.render import fmt_bytes
+
+    count, size = run(list(args), list(paths) or None)
+    click.echo(f"fetched {count} object(s), {fmt_bytes(size)}")
+
+
+@main.command("checkout-models")
 @click.argument("paths", nargs=-1)
 @_user_errors
-def fetch(rev: str, paths: tuple[str, ...]) -> None:
-    """Download the LFS objects of tracked checkpoints at REV (default HEAD)."""
-    from git_theta.commands.fetch import fetch as run
+def checkout_models(paths: tuple[str, ...]) -> None:
+    """Materialize models left as metadata by GIT_THETA_SKIP_SMUDGE=1 (fetching their tensors)."""
+    from git_theta.commands.fetch import checkout_models as run
 
-    sys.exit(run(rev, list(paths) or None))
+    for path in run(list(paths) or None):
+        click.echo(f"checked out {path}")
+
+
+@main.command()
+@click.option("--force", "-f", is_flag=True, help="Delete (default: only report what would go).")
+@click.option("--verbose", "-v", is_flag=True, help="List the objects.")
+@_user_errors
+def prune(force: bool, verbose: bool) -> None:
+    """Delete local tensors that no branch, tag, stash, HEAD or the index refers to."""
+    from git_theta.commands.prune import prune as run
+    from git_theta.diff.render import fmt_bytes
+
+    report = run(force)
+    verb = "deleted" if force else "would delete"
+    if verbose:
+        for oid, size in sorted(report.delete.items()):
+            click.echo(f"{verb} {oid} ({fmt_bytes(size)})")
+    hint = "" if force or not report.delete else " (run with --force to delete)"
+    click.echo(
+        f"{verb} {len(report.delete)} object(s), {fmt_bytes(sum(report.delete.values()))}; "
+        f"kept {report.keep} object(s), {fmt_bytes(report.keep_bytes)}{hint}"
+    )
+
+
+@main.command()
+@click.argument("revs", nargs=-1)
+@click.option("--no-fetch", is_flag=True, help="Do not try to fetch objects missing locally.")
+@_user_errors
+def fsck(revs: tuple[str, ...], no_fetch: bool) -> None:
+    """Check every tensor the models in REV... (default: all refs) refer to; non-zero exit on damage."""
+    from git_theta.commands.fsck import fsck as run
+
+    checked, problems = run(list(revs), fetch=not no_fetch)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    click.echo(f"checked {checked} object(s): {len(problems) or 'no'} problem(s)")
+    if problems:
+        sys.exit(1)
 
 
 @main.command()

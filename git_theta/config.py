@@ -14,6 +14,7 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "log_level": ("GIT_THETA_LOG_LEVEL", "theta.logLevel", "WARNING"),
     "parameter_atol": ("GIT_THETA_PARAMETER_ATOL", "theta.parameterAtol", None),
     "parameter_rtol": ("GIT_THETA_PARAMETER_RTOL", "theta.parameterRtol", None),
+    "skip_smudge": ("GIT_THETA_SKIP_SMUDGE", "theta.skipSmudge", "0"),
 }
 
 

@@ -72,6 +72,20 @@ def bare_remote(tmp_path, git_env) -> str:
     return str(path)
 
 
+@pytest.fixture
+def lfs_server(tmp_path, git_env):
+    """A real HTTP Git LFS server on 127.0.0.1 (giftless); git's credential helper knows the password."""
+    from tests.lfs_server import LfsServer, credential_helper
+
+    server = LfsServer(str(tmp_path / "lfs-server")).start()
+    subprocess.run(
+        ["git", "config", "--global", "credential.helper", credential_helper()], env=git_env, check=True
+    )
+    git_env["GIT_TERMINAL_PROMPT"] = "0"
+    yield server
+    server.stop()
+
+
 def pytest_report_header(config):
     lfs = shutil.which("git-lfs")
     return f"git-lfs: {lfs or 'MISSING'}"

@@ -17,6 +17,7 @@ from git_theta.log import Progress, get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
+from git_theta.updates import objects_of
 from git_theta.updates.base import UpdateContext
 
 log = get_logger(__name__)
@@ -57,7 +58,7 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
     update = plugins.updates.get(update_name)()
 
     def reusable(entry: ParamEntry) -> bool:  # its objects are here (else store the tensor again)
-        return all(store.has(oid) for oid in plugins.updates.get(entry.update_type)().objects(entry))
+        return all(store.has(oid) for oid in objects_of(entry))
 
     entries: dict[str, ParamEntry] = {}
     todo: dict[tuple, list[str]] = {}

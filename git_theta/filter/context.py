@@ -9,24 +9,10 @@ smudge passes the metadata through. GIT_THETA_DIFF_SMUDGE=full turns this off.
 import os
 from functools import lru_cache
 
+from git_theta.procs import cmdline, parent
+
 DIFF_COMMANDS = {"diff", "log", "show", "whatchanged", "range-diff", "diff-tree", "diff-index", "diff-files"}
 _GLOBAL_WITH_VALUE = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path", "--config-env"}
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _subcommand(argv: list[str]) -> list[str]:
@@ -55,11 +41,11 @@ def in_diff_context() -> bool:
         return False
     pid = os.getppid()
     for _ in range(3):  # git, or a shell that git started, or that shell's parent
-        argv = _cmdline(pid)
+        argv = cmdline(pid)
         if argv and os.path.basename(argv[0]) == "git":
             return is_diff_only(argv)
-        parent = _parent(pid)
-        if not parent or parent == pid:
+        up = parent(pid)
+        if not up or up == pid:
             return False
-        pid = parent
+        pid = up
     return False

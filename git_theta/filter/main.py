@@ -53,10 +53,13 @@ def clean_cmd(path: str) -> None:
 @click.argument("path")
 def smudge_cmd(path: str) -> None:
     """Read metadata on stdin, write the checkpoint it describes to stdout."""
-    from git_theta.filter.smudge import prepare
+    from git_theta.filter.smudge import pass_through, prepare
 
     data = sys.stdin.buffer.read()
     try:
+        if pass_through():
+            sys.stdout.buffer.write(data)
+            return
         prepare(data, path)(sys.stdout.buffer)
     except Exception as exc:
         _fail(path, exc)

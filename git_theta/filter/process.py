@@ -8,6 +8,7 @@ import os
 import sys
 from typing import BinaryIO
 
+from git_theta import config
 from git_theta.errors import ThetaError
 from git_theta.filter.context import in_diff_context
 from git_theta.filter.spool import Spool
@@ -78,7 +79,7 @@ def _serve_one(w: BinaryIO, command: str | None, path: str, content: memoryview)
 
             result = clean(content, path)
             write = lambda out: out.write(result)  # noqa: E731
-        elif in_diff_context():  # a diff driver reads the metadata itself: no heavy imports
+        elif config.get_bool("skip_smudge") or in_diff_context():  # metadata stays: no heavy imports
             result = bytes(content)
             write = lambda out: out.write(result)  # noqa: E731
         else:

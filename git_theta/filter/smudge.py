@@ -7,7 +7,7 @@ is checked against its oid as it is read.
 from collections.abc import Callable
 from typing import BinaryIO
 
-from git_theta import parallel, plugins
+from git_theta import config, parallel, plugins
 from git_theta.filter.context import in_diff_context
 from git_theta.formats.detect import by_name
 from git_theta.log import Progress, get_logger
@@ -15,6 +15,7 @@ from git_theta.metadata import Metadata, is_metadata
 from git_theta.storage import transfer
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor, TensorSpec
+from git_theta.updates import objects_of
 from git_theta.updates.base import UpdateContext
 
 log = get_logger(__name__)
@@ -24,7 +25,7 @@ def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) 
     """Fetch, in one batch, every object the metadata needs that the store lacks."""
     needed: dict[str, int] = {}
     for entry in meta.params.values():
-        needed.update(plugins.updates.get(entry.update_type)().objects(entry))
+        needed.update(objects_of(entry))
     transfer.fetch(store, needed, cwd or ".", what=path)
 
 
@@ -45,14 +46,19 @@ def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | 
         progress.close()
 
 
+def pass_through() -> bool:
+    """Leave metadata as it is: GIT_THETA_SKIP_SMUDGE, or a diff command that reads it itself."""
+    return config.get_bool("skip_smudge") or in_diff_context()
+
+
 def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], None]:
     """Check the metadata and fetch what is missing; return the writer of the checkpoint.
 
     Everything that can fail for a foreseeable reason (bad metadata, unknown format, objects
     that cannot be fetched) fails here, before any output; the writer streams tensor by tensor.
     """
-    if not is_metadata(data) or in_diff_context():
-        content = bytes(data)  # not ours, or a diff that needs only the metadata
+    if not is_metadata(data):
+        content = bytes(data)
         return lambda out: out.write(content)
     meta = Metadata.loads(data, path)
     store = LfsStore.for_cwd(cwd)

@@ -7,11 +7,14 @@ oids to one `git lfs push --object-id` call per few hundred objects.
 
 import os
 import subprocess
+import threading
+import time
 
 from git_theta.errors import MissingObjectError, ThetaError
 from git_theta.git import pktline
 from git_theta.log import get_logger
 from git_theta.metadata import LFS_SPEC
+from git_theta.procs import kill_tree
 from git_theta.storage.lfs_store import LfsStore
 
 log = get_logger(__name__)
@@ -29,15 +32,45 @@ def pointer(oid: str, size: int) -> bytes:
     return f"version {LFS_SPEC}\noid sha256:{oid}\nsize {size}\n".encode()
 
 
-def fetch(store: LfsStore, objects: dict[str, int], cwd: str, what: str = "") -> None:
-    """Download the objects (oid -> size) missing from `store`; MissingObjectError if any stay missing."""
+def _retries() -> int:
+    try:
+        return max(0, int(os.environ.get("GIT_THETA_FETCH_RETRIES", "2")))
+    except ValueError:
+        return 2
+
+
+def fetch(
+    store: LfsStore, objects: dict[str, int], cwd: str, what: str = "", remote: str | None = None
+) -> None:
+    """Download the objects (oid -> size) missing from `store`; MissingObjectError if any stay missing.
+
+    git-lfs checks each object's sha256 before it lands in the store, so a broken transfer is never
+    accepted; what is still missing after a failed attempt is tried again with backoff.
+    """
     missing = {oid: size for oid, size in objects.items() if not store.has(oid)}
-    if not missing:
-        return
-    log.info("fetching %d LFS objects", len(missing))
+    err = ""
+    for attempt in range(_retries() + 1):
+        if not missing:
+            return
+        if attempt:
+            time.sleep(0.5 * 2 ** (attempt - 1))
+        log.info("fetching %d LFS objects (attempt %d)", len(missing), attempt + 1)
+        err = _fetch_once(missing, cwd, remote) or err
+        missing = {oid: size for oid, size in missing.items() if not store.has(oid)}
+    if missing:
+        hint = err.splitlines()[-1] if err else "no remote has them"
+        raise MissingObjectError(
+            f"{len(missing)} LFS object(s) of {what or 'the model'} are missing locally and could not be fetched "
+            f"({hint}); check the remote (`git remote -v`, `git config lfs.url`) and run `git theta fetch`"
+        )
+
+
+def _fetch_once(missing: dict[str, int], cwd: str, remote: str | None) -> str:
+    """One `git lfs filter-process` run over the missing objects; returns git-lfs's stderr."""
+    cmd = ["git"] + (["-c", f"remote.lfsdefault={remote}"] if remote else []) + ["lfs", "filter-process"]
     try:
         proc = subprocess.Popen(
-            ["git", "lfs", "filter-process"],
+            cmd,
             cwd=cwd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -46,27 +79,49 @@ def fetch(store: LfsStore, objects: dict[str, int], cwd: str, what: str = "") ->
         )
     except OSError:
         raise ThetaError("git-lfs is not installed: install it (e.g. `apt-get install git-lfs`)") from None
+    stalled = threading.Event()
+    watchdog = threading.Thread(target=_watch, args=(proc, missing, cwd, stalled), daemon=True)
+    watchdog.start()
     try:
         _fetch_with(proc, missing)
-    except (pktline.PktLineError, EOFError, BrokenPipeError) as exc:
+    except (pktline.PktLineError, EOFError, BrokenPipeError, ValueError, OSError) as exc:
         log.info("git lfs filter-process ended early: %s", exc)
     finally:
-        for stream in (proc.stdin,):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
         err = proc.stderr.read().decode("utf-8", "replace").strip()
         proc.wait()
-        if err:
-            log.info("git-lfs: %s", err)
-    still = [oid for oid in missing if not store.has(oid)]
-    if still:
-        hint = err.splitlines()[-1] if err else "no remote has them"
-        raise MissingObjectError(
-            f"{len(still)} LFS object(s) of {what or 'the model'} are missing locally and could not be fetched "
-            f"({hint}); check the remote (`git remote -v`, `git config lfs.url`) and run `git theta fetch`"
-        )
+    if err:
+        log.info("git-lfs: %s", err)
+    if stalled.is_set():
+        err = (
+            err + "\n" if err else ""
+        ) + f"no progress for {_stall_timeout():.0f}s (wrong credentials or server unreachable?)"
+    return err
+
+
+def _stall_timeout() -> float:
+    try:
+        return float(os.environ.get("GIT_THETA_FETCH_STALL_TIMEOUT", "120"))
+    except ValueError:
+        return 120.0
+
+
+def _watch(proc: subprocess.Popen, missing: dict[str, int], cwd: str, stalled: threading.Event) -> None:
+    """Stop git-lfs when no object has arrived for a while (it can retry a bad login forever)."""
+    store = LfsStore.for_cwd(cwd)
+    have, last = -1, time.monotonic()
+    while proc.poll() is None:
+        time.sleep(0.5)
+        now = sum(1 for oid in missing if store.has(oid))
+        if now != have:
+            have, last = now, time.monotonic()
+        elif time.monotonic() - last > _stall_timeout():
+            stalled.set()
+            kill_tree(proc.pid)  # git-lfs's credential helpers hold our pipes open too
+            return
 
 
 def _fetch_with(proc: subprocess.Popen, missing: dict[str, int]) -> None:

@@ -1,0 +1,96 @@
+"""End to end: `git theta prune` and `git theta fsck`."""
+
+import os
+
+from tests.helpers import assert_same_state, load, save, small_model
+
+
+def objects(repo) -> set[str]:
+    root = os.path.join(repo.cwd, ".git", "lfs", "objects")
+    return {f for _, _, files in os.walk(root) for f in files}
+
+
+def test_prune_frees_deleted_branch_and_keeps_the_rest(repo):
+    repo.theta("track", "model.pt")
+    path = os.path.join(repo.cwd, "model.pt")
+    versions = {}
+    v = small_model(0)
+    save(v, path)
+    repo("add", "-A")
+    repo("commit", "-qm", "base")
+    versions[repo.out("rev-parse", "HEAD").strip()] = v
+    base_objects = objects(repo)
+    repo("switch", "-q", "-c", "experiment")
+    x = type(v)(v)
+    x["layers.0.weight"] = v["layers.0.weight"] * 3
+    save(x, path)
+    repo("commit", "-qam", "experiment")
+    experiment_only = objects(repo) - base_objects
+    repo("switch", "-q", "main")
+    w = type(v)(v)
+    w["head.weight"] = v["head.weight"] - 1
+    save(w, path)
+    repo("commit", "-qam", "main v2")
+    versions[repo.out("rev-parse", "HEAD").strip()] = w
+    # an added-then-abandoned version leaves an object nothing refers to
+    y = type(v)(v)
+    y["embed.weight"] = v["embed.weight"] + 7
+    save(y, path)
+    repo("add", "model.pt")
+    repo("checkout", "-q", "HEAD", "--", "model.pt")
+    repo("branch", "-q", "-D", "experiment")
+
+    dry = repo.theta("prune").stdout.decode()
+    assert dry.startswith(f"would delete {len(experiment_only) + 1} object(s)") and "--force" in dry
+    assert experiment_only <= objects(repo)  # dry run deletes nothing
+    repo.theta("prune", "--force")
+    left = objects(repo)
+    assert not (experiment_only & left)
+    assert repo.theta("prune").stdout.decode().startswith("would delete 0 object(s)")
+    for sha, sd in versions.items():
+        repo("checkout", "-q", sha)
+        assert_same_state(load(path), sd)
+    assert repo.theta("fsck", "--no-fetch").returncode == 0
+
+
+def test_prune_keeps_stashed_and_staged_versions(repo):
+    repo.theta("track", "model.pt")
+    path = os.path.join(repo.cwd, "model.pt")
+    save(small_model(0), path)
+    repo("add", "-A")
+    repo("commit", "-qm", "base")
+    stashed = small_model(1)
+    save(stashed, path)
+    repo("stash", "-q")
+    staged = small_model(2)
+    save(staged, path)
+    repo("add", "model.pt")
+    repo.theta("prune", "--force")
+    os.remove(path)
+    repo("checkout", "-q", "--", "model.pt")  # from the index
+    assert_same_state(load(path), staged)
+    repo("reset", "-q", "--hard")
+    repo("stash", "pop", "-q")
+    assert_same_state(load(path), stashed)
+
+
+def test_fsck_finds_corrupt_and_missing_objects(repo):
+    repo.theta("track", "model.pt")
+    path = os.path.join(repo.cwd, "model.pt")
+    save(small_model(0), path)
+    repo("add", "-A")
+    repo("commit", "-qm", "base")
+    out = repo.theta("fsck", "--no-fetch")
+    assert out.returncode == 0 and "checked 5 object(s): no problem(s)" in out.stdout.decode()
+    root = os.path.join(repo.cwd, ".git", "lfs", "objects")
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+    with open(files[0], "r+b") as f:
+        f.seek(5)
+        f.write(b"\x00\x01\x02")
+    os.remove(files[1])
+    proc = repo.theta("fsck", "--no-fetch", check=False)
+    err = proc.stderr.decode()
+    commit = repo.out("rev-parse", "HEAD").strip()[:10]
+    assert proc.returncode == 1
+    assert f"model.pt @ {commit}: parameter" in err
+    assert "corrupt (checksum mismatch)" in err and "missing locally" in err
