@@ -9,6 +9,21 @@ CHECKPOINTS = [
     "safetensors-checkpoint = git_theta.formats.safetensors:SafetensorsCheckpoint",
 ]
 UPDATES = ["dense = git_theta.updates.dense:DenseUpdate"]
+MERGES = [
+    f"{name} = git_theta.merges.strategies:{cls}"
+    for name, cls in [
+        ("take_us", "TakeOurs"),
+        ("take_them", "TakeTheirs"),
+        ("take_original", "TakeOriginal"),
+        ("average-ours-theirs", "AverageOursTheirs"),
+        ("average-all", "AverageAll"),
+        ("average-ours-original", "AverageOursOriginal"),
+        ("average-theirs-original", "AverageTheirsOriginal"),
+        ("weighted-average", "WeightedAverage"),
+        ("task-arithmetic", "TaskArithmetic"),
+        ("context", "Context"),
+    ]
+]
 
 EXTRAS = {
     "pytorch": ["torch"],
@@ -16,7 +31,7 @@ EXTRAS = {
     "tensorflow": ["tensorflow"],
     "flax": ["flax"],
     "plot": ["matplotlib"],
-    "test": ["pytest>=7", "torch", "safetensors", "matplotlib"],
+    "test": ["pytest>=7", "torch", "safetensors", "matplotlib", "pexpect"],
 }
 EXTRAS["all"] = sorted(
     {d for k in ("pytorch", "safetensors", "tensorflow", "flax", "plot") for d in EXTRAS[k]}
@@ -30,7 +45,14 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["git_theta", "git_theta.*"]),
     python_requires=">=3.10",
-    install_requires=["click>=8", "numpy>=1.24", "tensorstore>=0.1.50", "msgpack>=1.0", "GitPython>=3.1"],
+    install_requires=[
+        "click>=8",
+        "numpy>=1.24",
+        "tensorstore>=0.1.50",
+        "msgpack>=1.0",
+        "GitPython>=3.1",
+        "prompt_toolkit>=3",
+    ],
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
@@ -41,6 +63,6 @@ setup(
         ],
         "git_theta.plugins.checkpoints": CHECKPOINTS,
         "git_theta.plugins.updates": UPDATES,
-        "git_theta.plugins.merges": [],
+        "git_theta.plugins.merges": MERGES,
     },
 )

@@ -90,15 +90,27 @@ def main():
     lfs, theta = res["lfs"], res["theta"]
     print(f"\nGPT-2 ({args.scale}), HTTP LFS server on 127.0.0.1 (giftless)\n")
     print(f"{'':<44}{'Git LFS':>12}{'git-theta':>12}")
-    print(f"{'push v1: bytes uploaded (MB)':<44}{lfs['uploaded_v1'] / mb:>12.1f}{theta['uploaded_v1'] / mb:>12.1f}")
-    print(f"{'push v2 (two blocks): bytes uploaded (MB)':<44}{lfs['uploaded_v2'] / mb:>12.1f}{theta['uploaded_v2'] / mb:>12.1f}")
-    print(f"{'  objects new in v2 (MB)':<44}{lfs['new_objects_v2'] / mb:>12.1f}{theta['new_objects_v2'] / mb:>12.1f}")
+    print(
+        f"{'push v1: bytes uploaded (MB)':<44}{lfs['uploaded_v1'] / mb:>12.1f}{theta['uploaded_v1'] / mb:>12.1f}"
+    )
+    print(
+        f"{'push v2 (two blocks): bytes uploaded (MB)':<44}{lfs['uploaded_v2'] / mb:>12.1f}{theta['uploaded_v2'] / mb:>12.1f}"
+    )
+    print(
+        f"{'  objects new in v2 (MB)':<44}{lfs['new_objects_v2'] / mb:>12.1f}{theta['new_objects_v2'] / mb:>12.1f}"
+    )
     print(f"{'push v2 time (s)':<44}{lfs['push_v2_s']:>12.2f}{theta['push_v2_s']:>12.2f}")
-    print(f"{'clone + checkout: bytes downloaded (MB)':<44}{lfs['downloaded'] / mb:>12.1f}{theta['downloaded'] / mb:>12.1f}")
-    print(f"{'  newest commit stored tensors (MB)':<44}{lfs['clone_objects'] / mb:>12.1f}{theta['clone_objects'] / mb:>12.1f}")
+    print(
+        f"{'clone + checkout: bytes downloaded (MB)':<44}{lfs['downloaded'] / mb:>12.1f}{theta['downloaded'] / mb:>12.1f}"
+    )
+    print(
+        f"{'  newest commit stored tensors (MB)':<44}{lfs['clone_objects'] / mb:>12.1f}{theta['clone_objects'] / mb:>12.1f}"
+    )
     print(f"{'clone time (s)':<44}{lfs['clone_s']:>12.2f}{theta['clone_s']:>12.2f}")
-    print(f"\ngit-theta: v2 upload / new objects = {theta['uploaded_v2'] / theta['new_objects_v2']:.3f}; "
-          f"clone download / newest commit's objects = {theta['downloaded'] / theta['clone_objects']:.3f} (target <= 1.05)")
+    print(
+        f"\ngit-theta: v2 upload / new objects = {theta['uploaded_v2'] / theta['new_objects_v2']:.3f}; "
+        f"clone download / newest commit's objects = {theta['downloaded'] / theta['clone_objects']:.3f} (target <= 1.05)"
+    )
 
 
 if __name__ == "__main__":

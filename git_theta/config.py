@@ -15,6 +15,7 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "parameter_atol": ("GIT_THETA_PARAMETER_ATOL", "theta.parameterAtol", None),
     "parameter_rtol": ("GIT_THETA_PARAMETER_RTOL", "theta.parameterRtol", None),
     "skip_smudge": ("GIT_THETA_SKIP_SMUDGE", "theta.skipSmudge", "0"),
+    "merge_interactive": ("GIT_THETA_MERGE_INTERACTIVE", "theta.merge.interactive", "1"),
 }
 
 

@@ -57,10 +57,9 @@ class Registry(Generic[T]):
             ) from None
 
     def classes(self) -> list[type]:
-        """Each registered class once, in name order."""
+        """Each registered class once: built-ins in their listed order, then third-party ones."""
         out: list[type] = []
-        for name in self.names():
-            cls = self._load()[name]
+        for cls in self._load().values():
             if cls not in out:
                 out.append(cls)
         return out
@@ -75,4 +74,29 @@ checkpoints: "Registry" = Registry(
     },
 )
 updates: "Registry" = Registry(UPDATES, "update type", {"dense": "git_theta.updates.dense:DenseUpdate"})
-merges: "Registry" = Registry(MERGES, "merge strategy", {})
+_STRATEGIES = (
+    "TakeOurs TakeTheirs TakeOriginal AverageOursTheirs AverageAll AverageOursOriginal AverageTheirsOriginal "
+    "WeightedAverage TaskArithmetic Context"
+).split()
+merges: "Registry" = Registry(
+    MERGES,
+    "merge strategy",
+    {
+        name: f"git_theta.merges.strategies:{cls}"
+        for name, cls in zip(
+            [
+                "take_us",
+                "take_them",
+                "take_original",
+                "average-ours-theirs",
+                "average-all",
+                "average-ours-original",
+                "average-theirs-original",
+                "weighted-average",
+                "task-arithmetic",
+                "context",
+            ],
+            _STRATEGIES,
+        )
+    },
+)

@@ -43,7 +43,9 @@ def git_env(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "XDG_CONFIG"))}
-    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_THETA_PROGRESS="0")
+    env.update(
+        HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_THETA_PROGRESS="0", GIT_THETA_MERGE_INTERACTIVE="0"
+    )
     bindir = os.path.dirname(sys.executable)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     for key, value in (

@@ -1,15 +1,26 @@
-"""`git-theta-merge %O %A %B %P`: three-way merge of model metadata, parameter by parameter.
+"""`git-theta-merge %O %A %B %P`: git's merge driver for tracked checkpoints.
 
-A parameter changed (or added, or deleted) on one side only is taken from that side, bit-exact;
-one changed differently on both sides is a conflict that is listed, and the merge stops.
+One-sided changes merge automatically and bit-exact. Parameters changed on both sides are
+resolved by per-pattern rules (git config `theta.merge.rule "PATTERN=STRATEGY[:ARGS]"`), then the
+default strategy (GIT_THETA_MERGE_STRATEGY / theta.merge.strategy), then GIT_THETA_MERGE_CONTEXT
+patterns; what remains is asked on the terminal if there is one, else listed and the merge stops.
+GIT_THETA_MANUAL_MERGE=1 writes the three versions beside the file for the user to merge.
 """
 
+import os
 import sys
 
 import click
 
+from git_theta import config
 from git_theta.errors import ThetaError
-from git_theta.metadata import Metadata, ParamEntry, is_metadata
+from git_theta.log import get_logger
+from git_theta.merges import apply as merge_apply
+from git_theta.merges import interactive
+from git_theta.merges.plan import configured_rules, default_choice, plan, rule_for
+from git_theta.metadata import Metadata, is_metadata
+
+log = get_logger(__name__)
 
 
 def _load(path: str, display: str) -> Metadata | None:
@@ -24,40 +35,82 @@ def _load(path: str, display: str) -> Metadata | None:
     return Metadata.loads(data, display)
 
 
-def _same(a: ParamEntry | None, b: ParamEntry | None) -> bool:
+def _write_versions(path: str, versions: dict[str, Metadata | None]) -> list[str]:
+    """Write each version's checkpoint as PATH.<side> for a manual merge."""
+    from git_theta.filter.smudge import prepare
+
+    written = []
+    for side, meta in versions.items():
+        if meta is None:
+            continue
+        target = f"{path}.{side}"
+        write = prepare(meta.dumps(), path)
+        with open(target + ".tmp", "wb") as out:
+            write(out)
+        os.replace(target + ".tmp", target)
+        written.append(target)
+    return written
+
+
+def merge_files(ancestor: str, ours: str, theirs: str, path: str) -> int:
+    """Merge; writes the result over OURS and returns 0, or returns 1 leaving a conflict."""
+    from git_theta.filter.smudge import ensure_objects
+    from git_theta.storage.lfs_store import LfsStore
+
+    base, a, b = _load(ancestor, path), _load(ours, path), _load(theirs, path)
     if a is None or b is None:
-        return a is b
-    return a.same_tensor(b)
-
-
-def merge3(base: Metadata | None, ours: Metadata, theirs: Metadata) -> tuple[Metadata, list[str]]:
-    """The merged metadata and the names of conflicting parameters (empty when clean)."""
-    base_params = base.params if base else {}
-    names = list(ours.params) + [n for n in theirs.params if n not in ours.params]
-    merged: dict[str, ParamEntry] = {}
-    conflicts = []
-    for name in names:
-        o, a, b = base_params.get(name), ours.params.get(name), theirs.params.get(name)
-        if _same(a, b):
-            pick = a
-        elif _same(a, o):
-            pick = b
-        elif _same(b, o):
-            pick = a
+        raise ThetaError(
+            "one side deleted the model and the other changed it; keep one with `git checkout --ours/--theirs`",
+            path,
+        )
+    if os.environ.get("GIT_THETA_MANUAL_MERGE") and os.environ["GIT_THETA_MANUAL_MERGE"] != "0":
+        files = _write_versions(path, {"ours": a, "theirs": b, "ancestor": base})
+        click.echo(
+            f"git-theta: {path}: wrote {', '.join(files)}; save the merged model as {path}, then `git add {path}`",
+            err=True,
+        )
+        return 1
+    p = plan(base, a, b)
+    if p.structure_conflict:
+        raise ThetaError(
+            "the checkpoint's structure changed differently on both sides; resolve by hand", path
+        )
+    store = LfsStore.for_cwd()
+    choices, unresolved = {}, []
+    rules, default = configured_rules(), default_choice()
+    for conflict in p.conflicts:
+        choice = rule_for(conflict, rules, default)
+        if choice is None:
+            unresolved.append(conflict)
         else:
-            conflicts.append(name)
-            pick = a
-        if pick is not None:
-            merged[name] = pick
-    base_layout = base.layout if base else None
-    if theirs.layout == ours.layout or theirs.layout == base_layout:
-        fmt, layout = ours.format, ours.layout
-    elif ours.layout == base_layout:
-        fmt, layout = theirs.format, theirs.layout
-    else:
-        fmt, layout = ours.format, ours.layout
-        conflicts.append("(checkpoint structure changed on both sides)")
-    return Metadata(fmt, layout, merged), conflicts
+            choices[conflict.name] = choice
+    if p.conflicts:
+        ensure_objects(merge_apply.objects_needed(p.conflicts), store, None, path)
+    if unresolved:
+        terminal = interactive.open_terminal() if config.get("merge_interactive") != "0" else None
+        if terminal is None:
+            click.echo(f"git-theta: {path}: {len(unresolved)} parameter(s) changed on both sides:", err=True)
+            for c in unresolved[:50]:
+                click.echo(f"  {c.name} ({c.state})", err=True)
+            click.echo(
+                "git-theta: resolve with GIT_THETA_MERGE_STRATEGY=<strategy> or "
+                '`git config --add theta.merge.rule "PATTERN=STRATEGY"` and merge again, '
+                "or keep one side with `git checkout --ours/--theirs -- PATH`",
+                err=True,
+            )
+            return 1
+        choices.update(interactive.ask(unresolved, store, path, terminal))
+    merged = dict(p.merged)
+    for conflict in p.conflicts:
+        entry = merge_apply.resolve(conflict, choices[conflict.name], store)
+        if entry is not None:
+            merged[conflict.name] = entry
+        log.info("%s: %s resolved with %s", path, conflict.name, choices[conflict.name].strategy.name)
+    ordered = {name: merged[name] for name in p.order if name in merged}
+    result = Metadata(p.format, p.layout, ordered)
+    with open(ours, "wb") as f:
+        f.write(result.dumps())
+    return 0
 
 
 @click.command()
@@ -66,24 +119,10 @@ def merge3(base: Metadata | None, ours: Metadata, theirs: Metadata) -> tuple[Met
 @click.argument("theirs")
 @click.argument("path", default="")
 def main(ancestor: str, ours: str, theirs: str, path: str) -> None:
-    """Merge driver: writes the result over OURS; exits 1 on conflicts (listed on stderr)."""
+    """Merge driver: writes the result over OURS; exits 1 on unresolved conflicts (listed on stderr)."""
+    get_logger()
     try:
-        base = _load(ancestor, path)
-        a, b = _load(ours, path), _load(theirs, path)
-        if a is None or b is None:
-            raise ThetaError("one side deleted the model and the other changed it; resolve by hand", path)
-        result, conflicts = merge3(base, a, b)
+        sys.exit(merge_files(ancestor, ours, theirs, path))
     except ThetaError as exc:
         click.echo(f"git-theta: {exc}", err=True)
         sys.exit(1)
-    if conflicts:
-        click.echo(f"git-theta: {path}: {len(conflicts)} parameter(s) changed on both sides:", err=True)
-        for name in conflicts[:50]:
-            click.echo(f"  {name}", err=True)
-        click.echo(
-            "git-theta: keep one side with `git checkout --ours/--theirs -- PATH` and `git add PATH`",
-            err=True,
-        )
-        sys.exit(1)
-    with open(ours, "wb") as f:
-        f.write(result.dumps())

