@@ -132,3 +132,32 @@ def test_interactive_quit_aborts_cleanly(branches):
     assert torch.equal(load(path)["layers.0.weight"], ours["layers.0.weight"])
     repo("merge", "--abort")
     assert repo.status() == ""
+
+
+def test_interactive_apply_to_all_remaining(repo):
+    pexpect = pytest.importorskip("pexpect")
+    repo.theta("track", "model.pt")
+    path = os.path.join(repo.cwd, "model.pt")
+    base = small_model(0)
+    save(base, path)
+    repo("add", "-A")
+    repo("commit", "-qm", "base")
+    repo("switch", "-q", "-c", "other")
+    theirs = type(base)((k, v + 1) for k, v in base.items())
+    save(theirs, path)
+    repo("commit", "-qam", "theirs")
+    repo("switch", "-q", "main")
+    ours = type(base)((k, v - 1) for k, v in base.items())
+    save(ours, path)
+    repo("commit", "-qam", "ours")
+    env = dict(repo.env, GIT_THETA_MERGE_INTERACTIVE="1", TERM="dumb")
+    child = pexpect.spawn("git", ["merge", "--no-edit", "other"], cwd=repo.cwd, env=env, timeout=60, encoding="utf-8")
+    child.expect(r"\[1/6\]")
+    child.expect("choice>")
+    child.send("4!\r")  # average-ours-theirs for this and every remaining conflict
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and "[2/6]" not in child.before
+    merged = load(path)
+    for k in base:
+        assert torch.equal(merged[k], ((ours[k].double() + theirs[k].double()) / 2).float()), k
