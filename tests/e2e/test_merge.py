@@ -3,10 +3,19 @@
 import os
 
 import numpy as np
+import pexpect
 import pytest
 import torch
 
 from tests.helpers import load, save, small_model
+
+
+def merge_on_terminal(repo):
+    """`git merge other` in a pseudo-terminal, interactive resolver on."""
+    env = dict(repo.env, GIT_THETA_MERGE_INTERACTIVE="1", TERM="dumb")
+    return pexpect.spawn(
+        "git", ["merge", "--no-edit", "other"], cwd=repo.cwd, env=env, timeout=60, encoding="utf-8"
+    )
 
 
 @pytest.fixture
@@ -98,12 +107,8 @@ def test_manual_merge_writes_the_three_versions(branches):
 
 
 def test_interactive_resolution_through_a_terminal(branches):
-    pexpect = pytest.importorskip("pexpect")
     repo, path, base, ours, theirs = branches
-    env = dict(repo.env, GIT_THETA_MERGE_INTERACTIVE="1", TERM="dumb")
-    child = pexpect.spawn(
-        "git", ["merge", "--no-edit", "other"], cwd=repo.cwd, env=env, timeout=60, encoding="utf-8"
-    )
+    child = merge_on_terminal(repo)
     child.expect("layers.0.weight")
     child.expect("choice>")
     child.send("99\r")  # out of range: asked again
@@ -118,12 +123,8 @@ def test_interactive_resolution_through_a_terminal(branches):
 
 
 def test_interactive_quit_aborts_cleanly(branches):
-    pexpect = pytest.importorskip("pexpect")
     repo, path, base, ours, theirs = branches
-    env = dict(repo.env, GIT_THETA_MERGE_INTERACTIVE="1", TERM="dumb")
-    child = pexpect.spawn(
-        "git", ["merge", "--no-edit", "other"], cwd=repo.cwd, env=env, timeout=60, encoding="utf-8"
-    )
+    child = merge_on_terminal(repo)
     child.expect("choice>")
     child.send("q\r")
     child.expect(pexpect.EOF)
@@ -135,7 +136,6 @@ def test_interactive_quit_aborts_cleanly(branches):
 
 
 def test_interactive_apply_to_all_remaining(repo):
-    pexpect = pytest.importorskip("pexpect")
     repo.theta("track", "model.pt")
     path = os.path.join(repo.cwd, "model.pt")
     base = small_model(0)
@@ -151,7 +151,9 @@ def test_interactive_apply_to_all_remaining(repo):
     save(ours, path)
     repo("commit", "-qam", "ours")
     env = dict(repo.env, GIT_THETA_MERGE_INTERACTIVE="1", TERM="dumb")
-    child = pexpect.spawn("git", ["merge", "--no-edit", "other"], cwd=repo.cwd, env=env, timeout=60, encoding="utf-8")
+    child = pexpect.spawn(
+        "git", ["merge", "--no-edit", "other"], cwd=repo.cwd, env=env, timeout=60, encoding="utf-8"
+    )
     child.expect(r"\[1/6\]")
     child.expect("choice>")
     child.send("4!\r")  # average-ours-theirs for this and every remaining conflict
