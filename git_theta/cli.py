@@ -132,6 +132,8 @@ def prune(force: bool, verbose: bool) -> None:
         for oid, size in sorted(report.delete.items()):
             click.echo(f"{verb} {oid} ({fmt_bytes(size)})")
     hint = "" if force or not report.delete else " (run with --force to delete)"
+    if report.stale_temp_files:
+        click.echo(f"{verb} {report.stale_temp_files} stale temporary file(s) left by interrupted commands")
     click.echo(
         f"{verb} {len(report.delete)} object(s), {fmt_bytes(sum(report.delete.values()))}; "
         f"kept {report.keep} object(s), {fmt_bytes(report.keep_bytes)}{hint}"

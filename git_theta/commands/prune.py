@@ -7,6 +7,7 @@ never-committed `git add`s referred to. Without --force it only reports.
 """
 
 import os
+import time
 from dataclasses import dataclass
 
 from git_theta.git import history, repo
@@ -19,6 +20,26 @@ class PruneReport:
     delete: dict[str, int]  # oid -> bytes
     keep: int
     keep_bytes: int
+    stale_temp_files: int = 0
+
+
+STALE_AFTER_S = 3600
+
+
+def stale_temp_files(store: LfsStore, top: str) -> list[str]:
+    """Temporary files a killed git-theta left behind (older than an hour)."""
+    now = time.time()
+    found = []
+    for folder, prefix in (
+        (store.tmp_dir, "theta-"),
+        (os.path.join(repo.common_dir(top), "theta", "tmp"), "theta-spool-"),
+    ):
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                path = os.path.join(folder, name)
+                if name.startswith(prefix) and now - os.path.getmtime(path) > STALE_AFTER_S:
+                    found.append(path)
+    return found
 
 
 def referenced(top: str) -> set[str]:
@@ -60,7 +81,10 @@ def prune(force: bool = False, cwd: str | None = None) -> PruneReport:
             kept_bytes += size
         else:
             delete[oid] = size
+    stale = stale_temp_files(store, top)
     if force:
         for oid in delete:
             os.unlink(store.path(oid))
-    return PruneReport(delete, kept, kept_bytes)
+        for path in stale:
+            os.unlink(path)
+    return PruneReport(delete, kept, kept_bytes, len(stale))

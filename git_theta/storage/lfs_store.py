@@ -14,7 +14,7 @@ class ObjectWriter:
 
     def __init__(self, store: "LfsStore"):
         self.store = store
-        os.makedirs(store.tmp_dir, exist_ok=True)
+        store.ensure_dir(store.tmp_dir)
         fd, self.tmp_path = tempfile.mkstemp(dir=store.tmp_dir, prefix="theta-")
         self.file = os.fdopen(fd, "wb", buffering=1 << 20)
         self.digest = hashlib.sha256()
@@ -35,7 +35,7 @@ class ObjectWriter:
         if os.path.exists(final):
             os.unlink(self.tmp_path)
         else:
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+            self.store.ensure_dir(os.path.dirname(final))
             os.chmod(self.tmp_path, 0o644)
             os.replace(self.tmp_path, final)
         return oid, self.size
@@ -55,6 +55,13 @@ class LfsStore:
         base = os.path.join(common_dir, storage) if storage else os.path.join(common_dir, "lfs")
         self.objects_dir = os.path.join(base, "objects")
         self.tmp_dir = os.path.join(base, "tmp")
+        self._dirs: set[str] = set()
+
+    def ensure_dir(self, path: str) -> None:
+        """makedirs once per folder per process (thousands of small tensors share 256 folders)."""
+        if path not in self._dirs:
+            os.makedirs(path, exist_ok=True)
+            self._dirs.add(path)
 
     @classmethod
     def for_cwd(cls, cwd: str | None = None) -> "LfsStore":

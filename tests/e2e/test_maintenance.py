@@ -94,3 +94,20 @@ def test_fsck_finds_corrupt_and_missing_objects(repo):
     assert proc.returncode == 1
     assert f"model.pt @ {commit}: parameter" in err
     assert "corrupt (checksum mismatch)" in err and "missing locally" in err
+
+
+def test_prune_removes_stale_temporary_files(repo):
+    repo.theta("track", "model.pt")
+    save(small_model(0), os.path.join(repo.cwd, "model.pt"))
+    repo("add", "-A")
+    repo("commit", "-qm", "base")
+    tmp = os.path.join(repo.cwd, ".git", "lfs", "tmp")
+    os.makedirs(tmp, exist_ok=True)
+    old, fresh = os.path.join(tmp, "theta-killed"), os.path.join(tmp, "theta-running")
+    for p in (old, fresh):
+        with open(p, "wb") as f:
+            f.write(b"partial")
+    os.utime(old, (1, 1))
+    assert "would delete 1 stale temporary file" in repo.theta("prune").stdout.decode()
+    repo.theta("prune", "--force")
+    assert not os.path.exists(old) and os.path.exists(fresh)
