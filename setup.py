@@ -7,6 +7,7 @@ CHECKPOINTS = [
     "pickled-dict = git_theta.formats.pytorch:PyTorchCheckpoint",
     "safetensors = git_theta.formats.safetensors:SafetensorsCheckpoint",
     "safetensors-checkpoint = git_theta.formats.safetensors:SafetensorsCheckpoint",
+    "numpy = git_theta.formats.numpy_format:NumpyCheckpoint",
 ]
 UPDATES = ["dense = git_theta.updates.dense:DenseUpdate"]
 MERGES = [

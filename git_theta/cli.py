@@ -69,6 +69,17 @@ def untrack(patterns: tuple[str, ...]) -> None:
         click.echo(f"{'Untracked' if run(p) else 'Was not tracking'} {p!r}")
 
 
+@main.command()
+@_user_errors
+def formats() -> None:
+    """List the installed checkpoint formats (built-in and plug-ins)."""
+    from git_theta import plugins
+
+    for cls in plugins.checkpoints.classes():
+        names = ", ".join((cls.name, *cls.aliases))
+        click.echo(f"{cls.name:<14} names: {names:<40} files: {' '.join(cls.extensions) or '-'}")
+
+
 @main.command("ls-files")
 @_user_errors
 def ls_files() -> None:

@@ -1,4 +1,6 @@
-"""Choose the checkpoint format of a file: setting first, then magic bytes, then file name."""
+"""Choose the checkpoint format of a file: setting, attribute, magic bytes, then file name."""
+
+import subprocess
 
 from git_theta import config, plugins
 from git_theta.errors import CheckpointError
@@ -10,15 +12,31 @@ def by_name(name: str) -> CheckpointFormat:
     return plugins.checkpoints.get(name)()
 
 
+def attribute(path: str) -> str | None:
+    """The `theta-format` git attribute of `path` (set in .gitattributes), if any."""
+    proc = subprocess.run(["git", "check-attr", "theta-format", "--", path], capture_output=True)
+    if proc.returncode != 0:
+        return None
+    value = proc.stdout.decode().strip().rpartition(": ")[2]
+    return None if value in ("unspecified", "unset", "set", "") else value
+
+
 def detect(path: str, head: bytes) -> CheckpointFormat:
-    """The format for `path` whose first bytes are `head`; a clear error when none fits."""
-    forced = config.get("checkpoint_type")
+    """The format for `path` whose first bytes are `head`; a clear error when none fits.
+
+    Order: GIT_THETA_CHECKPOINT_TYPE (or theta.checkpointType), the path's `theta-format`
+    attribute, the file's magic bytes (the name breaks ties), then the file name.
+    """
+    forced = config.get("checkpoint_type") or attribute(path)
     if forced:
         return by_name(forced)
     classes = plugins.checkpoints.classes()
-    for cls in classes:
-        if cls.sniff(head):
+    sniffed = [cls for cls in classes if cls.sniff(head)]
+    for cls in sniffed:  # several formats share a container (zip): the file name breaks the tie
+        if cls.claims_path(path):
             return cls()
+    if sniffed:
+        return sniffed[0]()
     for cls in classes:
         if cls.claims_path(path):
             return cls()

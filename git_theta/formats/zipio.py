@@ -22,6 +22,11 @@ _U32 = 0xFFFFFFFF
 
 def read_entries(data: memoryview, path: str) -> dict[str, memoryview]:
     """Map member name -> contents; stored members are views into `data`, no copy."""
+    return {name: content for name, _, content in members(data, path)}
+
+
+def members(data: memoryview, path: str) -> list[tuple[str, int, memoryview]]:
+    """(name, compression method, contents) of each member, in central-directory order."""
     size = len(data)
     window = bytes(data[max(0, size - 65557) :])
     pos = window.rfind(_EOCD)
@@ -38,7 +43,7 @@ def read_entries(data: memoryview, path: str) -> dict[str, memoryview]:
             if bytes(data[rec : rec + 4]) != _EOCD64:
                 raise CheckpointError("corrupt zip64 end record", path)
             count, cd_size, cd_offset = struct.unpack_from("<24xQQQ", data, rec)
-    entries: dict[str, memoryview] = {}
+    entries: list[tuple[str, int, memoryview]] = []
     p = cd_offset
     for _ in range(count):
         if p + 46 > size or bytes(data[p : p + 4]) != _CENTRAL:
@@ -57,9 +62,12 @@ def read_entries(data: memoryview, path: str) -> dict[str, memoryview]:
             raise CheckpointError(f"truncated checkpoint: member {name} runs past the end of the file", path)
         raw = data[start : start + csize]
         if method == zipfile.ZIP_STORED:
-            entries[name] = raw
+            entries.append((name, method, raw))
         elif method == zipfile.ZIP_DEFLATED:
-            entries[name] = memoryview(zlib.decompress(raw, -15))
+            try:
+                entries.append((name, method, memoryview(zlib.decompress(raw, -15))))
+            except zlib.error:
+                raise CheckpointError(f"zip member {name} is corrupt", path) from None
         else:
             raise CheckpointError(f"zip member {name} uses unsupported compression {method}", path)
     return entries

@@ -1,0 +1,91 @@
+"""End to end: NumPy files and sharded Hugging Face checkpoints through git."""
+
+import json
+import os
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.helpers import small_model
+
+
+def objects(repo) -> set[str]:
+    root = os.path.join(repo.cwd, ".git", "lfs", "objects")
+    return {f for _, _, files in os.walk(root) for f in files}
+
+
+def test_npz_add_change_checkout(repo):
+    repo.theta("track", "*.npz")
+    path = os.path.join(repo.cwd, "w.npz")
+    rng = np.random.default_rng(0)
+    v1 = {"a": rng.random((8, 8)).astype(np.float32), "b": np.arange(5)}
+    np.savez(path, **v1)
+    repo("add", "-A")
+    repo("commit", "-qm", "v1")
+    before = objects(repo)
+    v2 = dict(v1, a=v1["a"] * 2)
+    np.savez(path, **v2)
+    repo("commit", "-qam", "v2")
+    assert len(objects(repo) - before) == 1
+    repo("checkout", "-q", "HEAD~1")
+    got = np.load(path)
+    assert all(np.array_equal(got[k], v1[k]) for k in v1)
+    assert repo.status() == ""
+
+
+def write_shards(folder: str, sd: dict, per_shard: int) -> None:
+    names = list(sd)
+    shards = [names[i : i + per_shard] for i in range(0, len(names), per_shard)]
+    for f in os.listdir(folder):
+        if f.startswith("model-"):
+            os.remove(os.path.join(folder, f))
+    weight_map = {}
+    for k, group in enumerate(shards, 1):
+        fname = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
+        save_file(
+            {n: sd[n].contiguous() for n in group}, os.path.join(folder, fname), metadata={"format": "pt"}
+        )
+        weight_map.update({n: fname for n in group})
+    with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, f, indent=2)
+
+
+def test_resharded_checkpoint_adds_no_tensor_objects(repo):
+    repo.theta("track", "model-*.safetensors")
+    sd = dict(small_model(0, width=32, layers=4))
+    write_shards(repo.cwd, sd, per_shard=4)
+    repo("add", "-A")
+    repo("commit", "-qm", "sharded")
+    before = objects(repo)
+    write_shards(repo.cwd, sd, per_shard=3)  # same tensors, different shard boundaries
+    repo("add", "-A")
+    repo("commit", "-qm", "resharded")
+    assert objects(repo) == before
+    shutil_free = [f for f in os.listdir(repo.cwd) if f.startswith("model-")]
+    for f in shutil_free:
+        os.remove(os.path.join(repo.cwd, f))
+    repo("checkout", "--", ".")
+    index = json.load(open(os.path.join(repo.cwd, "model.safetensors.index.json")))
+    for name, fname in index["weight_map"].items():
+        assert torch.equal(load_file(os.path.join(repo.cwd, fname))[name], sd[name])
+    assert repo.status() == ""
+
+
+def test_format_from_gitattributes_and_listing(repo):
+    with open(os.path.join(repo.cwd, ".gitattributes"), "w") as f:
+        f.write("weights.dat filter=theta diff=theta merge=theta -text theta-format=safetensors\n")
+    path = os.path.join(repo.cwd, "weights.dat")
+    save_file({"w": torch.ones(3)}, path)
+    repo("add", "-A")
+    meta = json.loads(repo.out("show", ":weights.dat"))
+    assert meta["checkpoint"]["format"] == "safetensors"
+    listing = repo.theta("formats").stdout.decode()
+    assert "pytorch" in listing and "safetensors" in listing and "numpy" in listing
+    with open(os.path.join(repo.cwd, ".gitattributes"), "a") as f:
+        f.write("other.dat filter=theta theta-format=tensorflow-of-the-future\n")
+    save_file({"w": torch.ones(3)}, os.path.join(repo.cwd, "other.dat"))
+    proc = repo("add", "other.dat", check=False)
+    assert (
+        proc.returncode != 0 and "unknown checkpoint type 'tensorflow-of-the-future'" in proc.stderr.decode()
+    )
