@@ -1,0 +1,1 @@
+"""A JSON checkpoint format for git-theta, registered through an entry point."""

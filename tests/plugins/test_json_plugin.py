@@ -1,0 +1,63 @@
+"""The example JSON format plug-in installs with pip and works with git (tracked, changed, checked out)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, Git
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory):
+    """The plug-in installed by pip into its own folder (seen by git-theta through PYTHONPATH)."""
+    target = tmp_path_factory.mktemp("plugin")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            os.path.join(ROOT, "plugins", "json-checkpoint"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert any(p.endswith(".dist-info") for p in os.listdir(target))
+    return target
+
+
+def test_json_checkpoints_through_git(plugin_dir, repo):
+    env = dict(repo.env, PYTHONPATH=str(plugin_dir))
+    g = Git(repo.cwd, env)
+    assert "json" in g.theta("formats").stdout.decode()
+    g.theta("track", "weights.json")
+    path = os.path.join(repo.cwd, "weights.json")
+    v1 = {
+        "w": {"dtype": "float32", "shape": [2, 2], "values": [0.5, 1.0, -2.0, "nan"]},
+        "n": {"dtype": "int64", "shape": [3], "values": [1, 2, 3]},
+    }
+    with open(path, "w") as f:
+        json.dump(v1, f)
+    g("add", "-A")
+    g("commit", "-qm", "v1")
+    assert json.loads(g.out("show", "HEAD:weights.json"))["checkpoint"]["format"] == "json"
+    v2 = json.loads(json.dumps(v1))
+    v2["n"]["values"] = [4, 5, 6]
+    with open(path, "w") as f:
+        json.dump(v2, f)
+    g("commit", "-qam", "v2")
+    g("checkout", "-q", "HEAD~1")
+    back = json.load(open(path))
+    assert (
+        back["n"]["values"] == [1, 2, 3]
+        and back["w"]["values"][:3] == [0.5, 1.0, -2.0]
+        and back["w"]["values"][3] == "nan"
+    )
+    assert g.status() == ""
