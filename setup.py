@@ -8,6 +8,8 @@ CHECKPOINTS = [
     "safetensors = git_theta.formats.safetensors:SafetensorsCheckpoint",
     "safetensors-checkpoint = git_theta.formats.safetensors:SafetensorsCheckpoint",
     "numpy = git_theta.formats.numpy_format:NumpyCheckpoint",
+    "flax = git_theta.formats.flax:FlaxCheckpoint",
+    "flax-checkpoint = git_theta.formats.flax:FlaxCheckpoint",
 ]
 UPDATES = ["dense = git_theta.updates.dense:DenseUpdate"]
 MERGES = [

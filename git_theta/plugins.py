@@ -72,6 +72,7 @@ checkpoints: "Registry" = Registry(
         "pytorch": "git_theta.formats.pytorch:PyTorchCheckpoint",
         "safetensors": "git_theta.formats.safetensors:SafetensorsCheckpoint",
         "numpy": "git_theta.formats.numpy_format:NumpyCheckpoint",
+        "flax": "git_theta.formats.flax:FlaxCheckpoint",
     },
 )
 updates: "Registry" = Registry(UPDATES, "update type", {"dense": "git_theta.updates.dense:DenseUpdate"})

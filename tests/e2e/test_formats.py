@@ -89,3 +89,27 @@ def test_format_from_gitattributes_and_listing(repo):
     assert (
         proc.returncode != 0 and "unknown checkpoint type 'tensorflow-of-the-future'" in proc.stderr.decode()
     )
+
+
+def test_flax_checkpoint_through_git(repo):
+    import pytest
+
+    serialization = pytest.importorskip("flax.serialization")
+    jnp = pytest.importorskip("jax.numpy")
+    repo.theta("track", "flax_model.msgpack")
+    path = os.path.join(repo.cwd, "flax_model.msgpack")
+    rng = np.random.default_rng(0)
+    v1 = {"params": {"a": rng.random((4, 4)).astype(np.float32), "b": jnp.ones(3, jnp.bfloat16)}}
+    open(path, "wb").write(serialization.to_bytes(v1))
+    repo("add", "-A")
+    repo("commit", "-qm", "v1")
+    before = objects(repo)
+    v2 = {"params": {"a": v1["params"]["a"] + 1, "b": v1["params"]["b"]}}
+    open(path, "wb").write(serialization.to_bytes(v2))
+    repo("commit", "-qam", "v2")
+    assert len(objects(repo) - before) == 1
+    repo("checkout", "-q", "HEAD~1")
+    back = serialization.msgpack_restore(open(path, "rb").read())
+    np.testing.assert_array_equal(back["params"]["a"], v1["params"]["a"])
+    assert back["params"]["b"].dtype == jnp.bfloat16
+    assert repo.status() == ""
