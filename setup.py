@@ -10,6 +10,11 @@ CHECKPOINTS = [
     "numpy = git_theta.formats.numpy_format:NumpyCheckpoint",
     "flax = git_theta.formats.flax:FlaxCheckpoint",
     "flax-checkpoint = git_theta.formats.flax:FlaxCheckpoint",
+    "tensorflow = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
+    "tf = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
+    "tensorflow-checkpoint = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
+    "tf-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
+    "tensorflow-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
 ]
 UPDATES = ["dense = git_theta.updates.dense:DenseUpdate"]
 MERGES = [

@@ -24,8 +24,27 @@ def _deserialize(data: bytes, checkpoint_type: str):
         from safetensors.torch import load
 
         return load(data)
-    import torch
+    if checkpoint_type in ("numpy", "npy", "npz"):
+        import numpy as np
 
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        return dict(loaded) if hasattr(loaded, "files") else loaded
+    if checkpoint_type in ("flax", "flax-checkpoint"):
+        try:
+            from flax.serialization import msgpack_restore
+        except ImportError:
+            raise ThetaError("loading a Flax checkpoint needs flax: pip install 'git-theta[flax]'") from None
+        return msgpack_restore(data)
+    if checkpoint_type not in ("pytorch", "pickled-dict", "torch"):
+        raise ThetaError(
+            f"load_from_git cannot load {checkpoint_type!r} checkpoints into memory; use checkout=True"
+        )
+    try:
+        import torch
+    except ImportError:
+        raise ThetaError(
+            "loading a PyTorch checkpoint needs torch: pip install 'git-theta[pytorch]'"
+        ) from None
     return torch.load(io.BytesIO(data), weights_only=True)
 
 

@@ -73,6 +73,7 @@ checkpoints: "Registry" = Registry(
         "safetensors": "git_theta.formats.safetensors:SafetensorsCheckpoint",
         "numpy": "git_theta.formats.numpy_format:NumpyCheckpoint",
         "flax": "git_theta.formats.flax:FlaxCheckpoint",
+        "tensorflow": "git_theta.formats.tf_bundle:TensorFlowCheckpoint",
     },
 )
 updates: "Registry" = Registry(UPDATES, "update type", {"dense": "git_theta.updates.dense:DenseUpdate"})
