@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -34,7 +35,7 @@ def test_npz_add_change_checkout(repo):
     assert repo.status() == ""
 
 
-def write_shards(folder: str, sd: dict, per_shard: int) -> None:
+def write_shards(folder: str, sd: dict, per_shard: int, ext: str = "safetensors") -> None:
     names = list(sd)
     shards = [names[i : i + per_shard] for i in range(0, len(names), per_shard)]
     for f in os.listdir(folder):
@@ -47,28 +48,38 @@ def write_shards(folder: str, sd: dict, per_shard: int) -> None:
             {n: sd[n].contiguous() for n in group}, os.path.join(folder, fname), metadata={"format": "pt"}
         )
         weight_map.update({n: fname for n in group})
-    with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
+    with open(os.path.join(folder, f"model.{ext}.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, f, indent=2)
 
 
-def test_resharded_checkpoint_adds_no_tensor_objects(repo):
-    repo.theta("track", "model-*.safetensors")
+@pytest.mark.parametrize("ext", ["safetensors", "bin"])
+def test_resharded_checkpoint_adds_no_tensor_objects(repo, ext):
+    repo.theta("track", f"model-*.{ext}")
     sd = dict(small_model(0, width=32, layers=4))
-    write_shards(repo.cwd, sd, per_shard=4)
+    write_shards(repo.cwd, sd, per_shard=4, ext=ext)
     repo("add", "-A")
     repo("commit", "-qm", "sharded")
     before = objects(repo)
-    write_shards(repo.cwd, sd, per_shard=3)  # same tensors, different shard boundaries
+    write_shards(repo.cwd, sd, per_shard=3, ext=ext)  # same tensors, different shard boundaries
     repo("add", "-A")
     repo("commit", "-qm", "resharded")
     assert objects(repo) == before
+    changed = dict(sd)
+    changed["head.weight"] = sd["head.weight"] + 1
+    write_shards(repo.cwd, changed, per_shard=3, ext=ext)
+    repo("add", "-A")
+    repo("commit", "-qm", "fine-tuned head")
+    assert len(objects(repo) - before) == 1
+    repo("checkout", "-q", "HEAD~1")
     shutil_free = [f for f in os.listdir(repo.cwd) if f.startswith("model-")]
     for f in shutil_free:
         os.remove(os.path.join(repo.cwd, f))
     repo("checkout", "--", ".")
-    index = json.load(open(os.path.join(repo.cwd, "model.safetensors.index.json")))
+    index = json.load(open(os.path.join(repo.cwd, f"model.{ext}.index.json")))
     for name, fname in index["weight_map"].items():
-        assert torch.equal(load_file(os.path.join(repo.cwd, fname))[name], sd[name])
+        shard = os.path.join(repo.cwd, fname)
+        tensors = load_file(shard) if ext == "safetensors" else torch.load(shard, weights_only=True)
+        assert torch.equal(tensors[name], sd[name])
     assert repo.status() == ""
 
 

@@ -1,4 +1,4 @@
-"""The example JSON format plug-in installs with pip and works with git (tracked, changed, checked out)."""
+"""The example JSON format plug-in installs into a clean venv and works with git."""
 
 import json
 import os
@@ -11,30 +11,19 @@ from tests.conftest import ROOT, Git
 
 
 @pytest.fixture(scope="module")
-def plugin_dir(tmp_path_factory):
-    """The plug-in installed by pip into its own folder (seen by git-theta through PYTHONPATH)."""
-    target = tmp_path_factory.mktemp("plugin")
+def venv(tmp_path_factory):
+    """A clean virtual environment with git-theta and the plug-in installed by pip (no torch)."""
+    path = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q"]
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--target",
-            str(target),
-            os.path.join(ROOT, "plugins", "json-checkpoint"),
-        ],
-        check=True,
-        capture_output=True,
+        [*pip, ROOT, os.path.join(ROOT, "plugins", "json-checkpoint")], check=True, capture_output=True
     )
-    assert any(p.endswith(".dist-info") for p in os.listdir(target))
-    return target
+    return path
 
 
-def test_json_checkpoints_through_git(plugin_dir, repo):
-    env = dict(repo.env, PYTHONPATH=str(plugin_dir))
+def test_json_checkpoints_through_git(venv, repo):
+    env = dict(repo.env, PATH=f"{venv / 'bin'}{os.pathsep}{repo.env['PATH']}")
     g = Git(repo.cwd, env)
     assert "json" in g.theta("formats").stdout.decode()
     g.theta("track", "weights.json")
