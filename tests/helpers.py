@@ -115,3 +115,24 @@ def save(sd, path: str) -> None:
         save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
     else:
         torch.save(sd, str(path))
+
+
+def lfs_objects(repo_dir: str) -> dict[str, int]:
+    """oid -> size of every object in a repository's (or clone's) local LFS store."""
+    import os
+
+    root = os.path.join(repo_dir, ".git", "lfs", "objects")
+    return {f: os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files}
+
+
+def rewrite(fmt, raw: bytes, path: str):
+    """Read a checkpoint with a format and write it back: (checkpoint, bytes written)."""
+    import io
+
+    from git_theta.tensor import TensorSpec
+
+    ck = fmt.read(memoryview(raw), path)
+    out = io.BytesIO()
+    specs = [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()]
+    fmt.write(ck.layout, specs, list(ck.tensors.values()), out, path)
+    return ck, out.getvalue()

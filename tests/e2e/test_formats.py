@@ -8,12 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.helpers import small_model
-
-
-def objects(repo) -> set[str]:
-    root = os.path.join(repo.cwd, ".git", "lfs", "objects")
-    return {f for _, _, files in os.walk(root) for f in files}
+from tests.helpers import lfs_objects, small_model
 
 
 def test_npz_add_change_checkout(repo):
@@ -24,11 +19,11 @@ def test_npz_add_change_checkout(repo):
     np.savez(path, **v1)
     repo("add", "-A")
     repo("commit", "-qm", "v1")
-    before = objects(repo)
+    before = set(lfs_objects(repo.cwd))
     v2 = dict(v1, a=v1["a"] * 2)
     np.savez(path, **v2)
     repo("commit", "-qam", "v2")
-    assert len(objects(repo) - before) == 1
+    assert len(set(lfs_objects(repo.cwd)) - before) == 1
     repo("checkout", "-q", "HEAD~1")
     got = np.load(path)
     assert all(np.array_equal(got[k], v1[k]) for k in v1)
@@ -62,18 +57,18 @@ def test_resharded_checkpoint_adds_no_tensor_objects(repo, ext):
     write_shards(repo.cwd, sd, per_shard=4, ext=ext)
     repo("add", "-A")
     repo("commit", "-qm", "sharded")
-    before = objects(repo)
+    before = set(lfs_objects(repo.cwd))
     assert before and repo.out("show", f"HEAD:model-00001-of-00003.{ext}").startswith("{")
     write_shards(repo.cwd, sd, per_shard=3, ext=ext)  # same tensors, different shard boundaries
     repo("add", "-A")
     repo("commit", "-qm", "resharded")
-    assert objects(repo) == before
+    assert set(lfs_objects(repo.cwd)) == before
     changed = dict(sd)
     changed["head.weight"] = sd["head.weight"] + 1
     write_shards(repo.cwd, changed, per_shard=3, ext=ext)
     repo("add", "-A")
     repo("commit", "-qm", "fine-tuned head")
-    assert len(objects(repo) - before) == 1
+    assert len(set(lfs_objects(repo.cwd)) - before) == 1
     repo("checkout", "-q", "HEAD~1")
     shutil_free = [f for f in os.listdir(repo.cwd) if f.startswith("model-")]
     for f in shutil_free:
@@ -118,11 +113,11 @@ def test_flax_checkpoint_through_git(repo):
     open(path, "wb").write(serialization.to_bytes(v1))
     repo("add", "-A")
     repo("commit", "-qm", "v1")
-    before = objects(repo)
+    before = set(lfs_objects(repo.cwd))
     v2 = {"params": {"a": v1["params"]["a"] + 1, "b": v1["params"]["b"]}}
     open(path, "wb").write(serialization.to_bytes(v2))
     repo("commit", "-qam", "v2")
-    assert len(objects(repo) - before) == 1
+    assert len(set(lfs_objects(repo.cwd)) - before) == 1
     repo("checkout", "-q", "HEAD~1")
     back = serialization.msgpack_restore(open(path, "rb").read())
     np.testing.assert_array_equal(back["params"]["a"], v1["params"]["a"])

@@ -2,12 +2,7 @@
 
 import os
 
-from tests.helpers import assert_same_state, load, save, small_model
-
-
-def objects(repo) -> set[str]:
-    root = os.path.join(repo.cwd, ".git", "lfs", "objects")
-    return {f for _, _, files in os.walk(root) for f in files}
+from tests.helpers import assert_same_state, lfs_objects, load, save, small_model
 
 
 def test_prune_frees_deleted_branch_and_keeps_the_rest(repo):
@@ -19,13 +14,13 @@ def test_prune_frees_deleted_branch_and_keeps_the_rest(repo):
     repo("add", "-A")
     repo("commit", "-qm", "base")
     versions[repo.out("rev-parse", "HEAD").strip()] = v
-    base_objects = objects(repo)
+    base_objects = set(lfs_objects(repo.cwd))
     repo("switch", "-q", "-c", "experiment")
     x = type(v)(v)
     x["layers.0.weight"] = v["layers.0.weight"] * 3
     save(x, path)
     repo("commit", "-qam", "experiment")
-    experiment_only = objects(repo) - base_objects
+    experiment_only = set(lfs_objects(repo.cwd)) - base_objects
     repo("switch", "-q", "main")
     w = type(v)(v)
     w["head.weight"] = v["head.weight"] - 1
@@ -42,9 +37,9 @@ def test_prune_frees_deleted_branch_and_keeps_the_rest(repo):
 
     dry = repo.theta("prune").stdout.decode()
     assert dry.startswith(f"would delete {len(experiment_only) + 1} object(s)") and "--force" in dry
-    assert experiment_only <= objects(repo)  # dry run deletes nothing
+    assert experiment_only <= set(lfs_objects(repo.cwd))  # dry run deletes nothing
     repo.theta("prune", "--force")
-    left = objects(repo)
+    left = set(lfs_objects(repo.cwd))
     assert not (experiment_only & left)
     assert repo.theta("prune").stdout.decode().startswith("would delete 0 object(s)")
     for sha, sd in versions.items():

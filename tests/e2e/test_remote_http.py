@@ -3,12 +3,7 @@
 import os
 import subprocess
 
-from tests.helpers import assert_same_state, load, save, small_model
-
-
-def stored_objects(repo) -> dict[str, int]:
-    root = os.path.join(repo.cwd, ".git", "lfs", "objects")
-    return {f: os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files}
+from tests.helpers import assert_same_state, lfs_objects, load, save, small_model
 
 
 def setup_repo(repo, bare_remote, server):
@@ -27,7 +22,7 @@ def test_push_and_clone_through_http_server(repo, bare_remote, lfs_server, tmp_p
     repo("add", "-A")
     repo("commit", "-qm", "v1")
     repo("push", "-q", "origin", "main")
-    assert set(lfs_server.objects()) == set(stored_objects(repo))
+    assert set(lfs_server.objects()) == set(lfs_objects(repo.cwd))
     assert (
         not os.listdir(os.path.join(bare_remote, "lfs", "objects"))
         if os.path.isdir(os.path.join(bare_remote, "lfs", "objects"))
@@ -36,12 +31,12 @@ def test_push_and_clone_through_http_server(repo, bare_remote, lfs_server, tmp_p
 
     # second commit: only the changed tensor's object is uploaded
     before = lfs_server.stats()["uploaded"]
-    have = stored_objects(repo)
+    have = lfs_objects(repo.cwd)
     v2 = type(v1)(v1)
     v2["layers.1.weight"] = v1["layers.1.weight"] * 2
     save(v2, path)
     repo("commit", "-qam", "v2")
-    new = {o: s for o, s in stored_objects(repo).items() if o not in have}
+    new = {o: s for o, s in lfs_objects(repo.cwd).items() if o not in have}
     repo("push", "-q", "origin", "main")
     assert lfs_server.stats()["uploaded"] - before == sum(new.values())
 
@@ -56,7 +51,7 @@ def test_push_and_clone_through_http_server(repo, bare_remote, lfs_server, tmp_p
         for f in fs
     }
     head_bytes = sum(clone_objects.values())
-    assert got <= 1.05 * head_bytes and len(clone_objects) < len(stored_objects(repo))
+    assert got <= 1.05 * head_bytes and len(clone_objects) < len(lfs_objects(repo.cwd))
     assert_same_state(load(os.path.join(clone, "model.pt")), v2)
     # checking out the older commit fetches what it lacks, in one batch
     subprocess.run(["git", "checkout", "-q", "HEAD~1"], cwd=clone, env=repo.env, check=True)

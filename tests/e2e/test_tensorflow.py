@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.helpers import lfs_objects
+
 pytest.importorskip("tensorflow")
 
 SAVE = """
@@ -42,11 +44,6 @@ def run(script, *args, cwd):
     ).stdout
 
 
-def objects(repo) -> set[str]:
-    root = os.path.join(repo.cwd, ".git", "lfs", "objects")
-    return {f for _, _, files in os.walk(root) for f in files}
-
-
 @pytest.mark.parametrize(
     "kind, prefix", [("checkpoint", "ckpt/model"), ("savedmodel", "saved/variables/variables")]
 )
@@ -61,11 +58,11 @@ def test_tensorflow_round_trip(repo, kind, prefix):
     meta = json.loads(repo.out("show", f"HEAD:{shard}"))
     assert meta["checkpoint"]["format"] == "tensorflow"
     assert any("kernel" in n for n in meta["parameters"])
-    stored = objects(repo)
+    stored = set(lfs_objects(repo.cwd))
     run(SAVE, kind, where, 2.0, cwd=repo.cwd)  # only the kernel changes
     repo("add", "-A")
     repo("commit", "-qm", "v2")
-    assert len(objects(repo) - stored) == 1
+    assert len(set(lfs_objects(repo.cwd)) - stored) == 1
     repo("checkout", "-q", "HEAD~1")
     assert json.loads(run(READ, prefix, cwd=repo.cwd)) == before
     assert repo.status() == ""

@@ -6,12 +6,7 @@ import os
 import pytest
 import torch
 
-from tests.helpers import assert_same_state, every_dtype, load, save, small_model
-
-
-def lfs_objects(repo) -> set[str]:
-    root = os.path.join(repo.cwd, ".git", "lfs", "objects")
-    return {f for _, _, files in os.walk(root) for f in files}
+from tests.helpers import assert_same_state, every_dtype, lfs_objects, load, save, small_model
 
 
 @pytest.mark.parametrize("name", ["model.pt", "model.safetensors"])
@@ -48,12 +43,12 @@ def test_only_changed_tensors_are_stored(repo):
     save(sd, os.path.join(repo.cwd, "model.pt"))
     repo("add", "model.pt")
     repo("commit", "-qm", "v1")
-    before = lfs_objects(repo)
+    before = set(lfs_objects(repo.cwd))
     sd["layers.0.weight"] = sd["layers.0.weight"] + 1
     save(sd, os.path.join(repo.cwd, "model.pt"))
     repo("add", "model.pt")
     repo("commit", "-qm", "v2")
-    new = lfs_objects(repo) - before
+    new = set(lfs_objects(repo.cwd)) - before
     assert len(new) == 1
     diff = repo.out("diff", "HEAD~1", "HEAD", "--", "model.pt")
     assert "layers.0.weight" in diff and "1 of 6 parameters changed (1 modified" in diff
@@ -108,7 +103,7 @@ def test_clone_from_bare_remote_fetches_objects(repo, bare_remote, tmp_path):
     remote_objects = {
         f for _, _, files in os.walk(os.path.join(bare_remote, "lfs", "objects")) for f in files
     }
-    assert remote_objects == lfs_objects(repo)
+    assert remote_objects == set(lfs_objects(repo.cwd))
     clone_dir = str(tmp_path / "clone")
     repo("clone", "-q", bare_remote, clone_dir)
     clone = repo.at(clone_dir)

@@ -1,31 +1,15 @@
 """Flax msgpack checkpoints: byte-identical round trips, bfloat16, scalars, chunked arrays."""
 
-import io
-
 import numpy as np
 import pytest
 
 from git_theta.errors import CheckpointError
 from git_theta.formats import flax as flax_format
 from git_theta.formats.flax import FlaxCheckpoint
-from git_theta.tensor import TensorSpec
+from tests.helpers import rewrite
 
 serialization = pytest.importorskip("flax.serialization")
 jnp = pytest.importorskip("jax.numpy")
-
-
-def rewrite(raw: bytes):
-    fmt = FlaxCheckpoint()
-    ck = fmt.read(memoryview(raw), "m.msgpack")
-    out = io.BytesIO()
-    fmt.write(
-        ck.layout,
-        [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()],
-        list(ck.tensors.values()),
-        out,
-        "m",
-    )
-    return ck, out.getvalue()
 
 
 def test_nested_state_round_trips_byte_identical():
@@ -43,7 +27,7 @@ def test_nested_state_round_trips_byte_identical():
         "hist": [1, 2.5, None],
     }
     raw = serialization.msgpack_serialize(state)
-    ck, back = rewrite(raw)
+    ck, back = rewrite(FlaxCheckpoint(), raw, "m.msgpack")
     assert back == raw
     assert set(ck.tensors) == {"params/Dense_0/kernel", "params/Dense_0/bias", "scale"}
     assert ck.tensors["params/Dense_0/bias"].dtype == "bfloat16"
@@ -54,7 +38,7 @@ def test_chunked_arrays(monkeypatch):
     monkeypatch.setattr(flax_format, "MAX_CHUNK_SIZE", 64)
     state = {"big": np.arange(100, dtype=np.float32).reshape(10, 10)}
     raw = serialization.msgpack_serialize(state)
-    ck, back = rewrite(raw)
+    ck, back = rewrite(FlaxCheckpoint(), raw, "m.msgpack")
     assert ck.tensors["big"].shape == (10, 10)
     assert back == raw
     np.testing.assert_array_equal(serialization.msgpack_restore(back)["big"], state["big"])

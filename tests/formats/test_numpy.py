@@ -8,21 +8,7 @@ import pytest
 from git_theta.errors import CheckpointError
 from git_theta.formats.detect import detect
 from git_theta.formats.numpy_format import NumpyCheckpoint
-from git_theta.tensor import TensorSpec
-
-
-def rewrite(raw: bytes, path: str):
-    fmt = NumpyCheckpoint()
-    ck = fmt.read(memoryview(raw), path)
-    out = io.BytesIO()
-    fmt.write(
-        ck.layout,
-        [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()],
-        list(ck.tensors.values()),
-        out,
-        path,
-    )
-    return ck, out.getvalue()
+from tests.helpers import rewrite
 
 
 @pytest.mark.parametrize(
@@ -40,7 +26,7 @@ def rewrite(raw: bytes, path: str):
 def test_npy_round_trip_is_byte_identical(arr):
     buf = io.BytesIO()
     np.save(buf, arr)
-    ck, back = rewrite(buf.getvalue(), "a.npy")
+    ck, back = rewrite(NumpyCheckpoint(), buf.getvalue(), "a.npy")
     assert back == buf.getvalue()
     assert list(ck.tensors) == ["array"]
 
@@ -51,7 +37,7 @@ def test_npz_members_order_and_compression(compressed):
     save = np.savez_compressed if compressed else np.savez
     save(buf, w=np.random.default_rng(1).random((4, 4)).astype(np.float32), b=np.arange(3))
     assert detect("weights.npz", buf.getvalue()[:64]).name == "numpy"
-    ck, back = rewrite(buf.getvalue(), "weights.npz")
+    ck, back = rewrite(NumpyCheckpoint(), buf.getvalue(), "weights.npz")
     assert list(ck.tensors) == ["w", "b"] and ck.layout["compressed"] is compressed
     a, b = np.load(io.BytesIO(back)), np.load(io.BytesIO(buf.getvalue()))
     assert list(a.keys()) == list(b.keys()) and all(np.array_equal(a[k], b[k]) for k in b)
