@@ -3,17 +3,23 @@
 import os
 import subprocess
 
-from git_theta import plugins
+from git_theta import config, plugins
 from git_theta.errors import ThetaError
 
 
 def add(paths: list[str], update_type: str | None, update_data: str | None, git_args: list[str]) -> int:
     """Stage `paths` through git with GIT_THETA_UPDATE_TYPE / _DATA_PATH set for the filter."""
     env = dict(os.environ)
+    update = plugins.updates.get(update_type or config.get("update_type") or "dense")  # clear error if unknown
     if update_type:
-        plugins.updates.get(update_type)  # a clear error for an unknown type, before git runs
         env["GIT_THETA_UPDATE_TYPE"] = update_type
     if update_data:
+        if not update.takes_side_data:
+            takers = [c.name for c in plugins.updates.classes() if c.takes_side_data]
+            raise ThetaError(
+                f"update type {update.name!r} takes no side data; choose one that does with --update-type "
+                f"({', '.join(takers) or 'none installed'})"
+            )
         if not os.path.exists(update_data):
             raise ThetaError(f"{update_data}: update data file not found")
         env["GIT_THETA_UPDATE_DATA_PATH"] = os.path.abspath(update_data)

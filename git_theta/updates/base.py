@@ -24,6 +24,7 @@ class Update(ABC):
 
     name: str = ""
     aliases: tuple[str, ...] = ()
+    takes_side_data: bool = False  # reads GIT_THETA_UPDATE_DATA_PATH (git theta add --update-data)
 
     @abstractmethod
     def store(self, tensor: RawTensor, ctx: UpdateContext) -> ParamEntry:
