@@ -56,6 +56,8 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
     atol, rtol = config.get_float("parameter_atol"), config.get_float("parameter_rtol")
     update_name = config.get("update_type") or "dense"
     update = plugins.updates.get(update_name)()
+    if config.get("update_data_path") and not update.takes_side_data:
+        log.warning("%s: GIT_THETA_UPDATE_DATA_PATH is ignored: update type %r takes no side data", path, update.name)
 
     def reusable(entry: ParamEntry) -> bool:  # its objects are here (else store the tensor again)
         return all(store.has(oid) for oid in objects_of(entry))
