@@ -16,7 +16,7 @@ CHECKPOINTS = [
     "tf-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
     "tensorflow-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
 ]
-UPDATES = ["dense = git_theta.updates.dense:DenseUpdate"]
+UPDATES = ["dense = git_theta.updates.dense:DenseUpdate", "sparse = git_theta.updates.sparse:SparseUpdate"]
 MERGES = [
     f"{name} = git_theta.merges.strategies:{cls}"
     for name, cls in [

@@ -76,7 +76,11 @@ checkpoints: "Registry" = Registry(
         "tensorflow": "git_theta.formats.tf_bundle:TensorFlowCheckpoint",
     },
 )
-updates: "Registry" = Registry(UPDATES, "update type", {"dense": "git_theta.updates.dense:DenseUpdate"})
+updates: "Registry" = Registry(
+    UPDATES,
+    "update type",
+    {"dense": "git_theta.updates.dense:DenseUpdate", "sparse": "git_theta.updates.sparse:SparseUpdate"},
+)
 _STRATEGIES = (
     "TakeOurs TakeTheirs TakeOriginal AverageOursTheirs AverageAll AverageOursOriginal AverageTheirsOriginal "
     "WeightedAverage TaskArithmetic Context"

@@ -10,7 +10,9 @@ from git_theta.errors import ThetaError
 def add(paths: list[str], update_type: str | None, update_data: str | None, git_args: list[str]) -> int:
     """Stage `paths` through git with GIT_THETA_UPDATE_TYPE / _DATA_PATH set for the filter."""
     env = dict(os.environ)
-    update = plugins.updates.get(update_type or config.get("update_type") or "dense")  # clear error if unknown
+    update = plugins.updates.get(
+        update_type or config.get("update_type") or "dense"
+    )  # clear error if unknown
     if update_type:
         env["GIT_THETA_UPDATE_TYPE"] = update_type
     if update_data:

@@ -57,7 +57,9 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
     update_name = config.get("update_type") or "dense"
     update = plugins.updates.get(update_name)()
     if config.get("update_data_path") and not update.takes_side_data:
-        log.warning("%s: GIT_THETA_UPDATE_DATA_PATH is ignored: update type %r takes no side data", path, update.name)
+        log.warning(
+            "%s: GIT_THETA_UPDATE_DATA_PATH is ignored: update type %r takes no side data", path, update.name
+        )
 
     def reusable(entry: ParamEntry) -> bool:  # its objects are here (else store the tensor again)
         return all(store.has(oid) for oid in objects_of(entry))
@@ -78,7 +80,14 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
 
     def store_one(item):
         key, group = item
-        ctx = UpdateContext(store, group[0], head.get(group[0]))
+        prev = head.get(group[0])
+        loader = None
+        if prev is not None and reusable(prev):  # its objects are local: a delta can build on it
+
+            def loader(prev=prev, name=group[0]):
+                return plugins.updates.get(prev.update_type)().load(prev, UpdateContext(store, name, None))
+
+        ctx = UpdateContext(store, group[0], prev, loader)
         entry = update.store(checkpoint.tensors[group[0]], ctx)
         progress.advance()
         return key, dataclasses.replace(entry, hash=key[0])
