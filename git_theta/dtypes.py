@@ -28,11 +28,6 @@ class DType:
         """The numpy dtype that holds this type's bits."""
         return _numpy_dtype(self.storage)
 
-    @property
-    def is_native(self) -> bool:
-        """True when `numpy()` has this type's semantics, not just its bits."""
-        return self.storage == self.name
-
 
 def _numpy_dtype(name: str) -> np.dtype:
     if hasattr(np, name) and name not in ("bool",):
@@ -79,7 +74,6 @@ for _row in _TABLE:
     DTYPES[_dt.name] = _dt
 
 BY_SAFETENSORS = {d.safetensors: d for d in DTYPES.values() if d.safetensors}
-BY_TORCH_STORAGE = {d.torch_storage: d for d in DTYPES.values() if d.torch_storage}
 
 
 def get(name: str) -> DType:
