@@ -8,13 +8,13 @@ from git_theta.git import attributes, repo
 
 
 def _serialize(state_dict, checkpoint_type: str) -> bytes:
-    buf = io.BytesIO()
     if checkpoint_type in ("safetensors", "safetensors-checkpoint"):
         from safetensors.torch import save
 
         return save({k: v.contiguous() for k, v in state_dict.items()})
     import torch
 
+    buf = io.BytesIO()
     torch.save(state_dict, buf)
     return buf.getvalue()
 
