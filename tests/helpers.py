@@ -136,3 +136,15 @@ def rewrite(fmt, raw: bytes, path: str):
     specs = [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()]
     fmt.write(ck.layout, specs, list(ck.tensors.values()), out, path)
     return ck, out.getvalue()
+
+
+def commit_tracked_model(repo, sd, name: str = "model.pt", message: str = "v1") -> str:
+    """Track `name` with git-theta, save `sd` there, add and commit it; returns the file's path."""
+    import os
+
+    repo.theta("track", name)
+    path = os.path.join(repo.cwd, name)
+    save(sd, path)
+    repo("add", "-A")
+    repo("commit", "-qm", message)
+    return path

@@ -7,15 +7,11 @@ import subprocess
 
 import torch
 
-from tests.helpers import save, small_model
+from tests.helpers import commit_tracked_model, save, small_model
 
 
 def test_corrupt_checkpoint_is_refused_and_index_untouched(repo):
-    repo.theta("track", "model.pt")
-    path = os.path.join(repo.cwd, "model.pt")
-    save(small_model(), path)
-    repo("add", "model.pt")
-    repo("commit", "-qm", "v1")
+    path = commit_tracked_model(repo, small_model(), message="v1")
     head_blob = repo.out("rev-parse", ":model.pt")
     data = open(path, "rb").read()
     with open(path, "wb") as f:
@@ -67,11 +63,7 @@ def test_pickle_that_runs_code_is_refused(repo):
 
 
 def test_missing_lfs_object_on_checkout(repo, tmp_path):
-    repo.theta("track", "model.pt")
-    path = os.path.join(repo.cwd, "model.pt")
-    save(small_model(), path)
-    repo("add", "model.pt")
-    repo("commit", "-qm", "v1")
+    path = commit_tracked_model(repo, small_model(), message="v1")
     shutil.rmtree(os.path.join(repo.cwd, ".git", "lfs", "objects"))
     os.remove(path)
     proc = repo("checkout", "--", "model.pt", check=False)
@@ -81,11 +73,7 @@ def test_missing_lfs_object_on_checkout(repo, tmp_path):
 
 
 def test_corrupt_lfs_object_is_detected(repo):
-    repo.theta("track", "model.pt")
-    path = os.path.join(repo.cwd, "model.pt")
-    save(small_model(), path)
-    repo("add", "model.pt")
-    repo("commit", "-qm", "v1")
+    path = commit_tracked_model(repo, small_model(), message="v1")
     root = os.path.join(repo.cwd, ".git", "lfs", "objects")
     victim = next(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
     os.chmod(victim, 0o644)

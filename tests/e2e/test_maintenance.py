@@ -2,7 +2,7 @@
 
 import os
 
-from tests.helpers import assert_same_state, lfs_objects, load, save, small_model
+from tests.helpers import assert_same_state, commit_tracked_model, lfs_objects, load, save, small_model
 
 
 def test_prune_frees_deleted_branch_and_keeps_the_rest(repo):
@@ -49,11 +49,7 @@ def test_prune_frees_deleted_branch_and_keeps_the_rest(repo):
 
 
 def test_prune_keeps_stashed_and_staged_versions(repo):
-    repo.theta("track", "model.pt")
-    path = os.path.join(repo.cwd, "model.pt")
-    save(small_model(0), path)
-    repo("add", "-A")
-    repo("commit", "-qm", "base")
+    path = commit_tracked_model(repo, small_model(0), message="base")
     stashed = small_model(1)
     save(stashed, path)
     repo("stash", "-q")
@@ -70,11 +66,7 @@ def test_prune_keeps_stashed_and_staged_versions(repo):
 
 
 def test_fsck_finds_corrupt_and_missing_objects(repo):
-    repo.theta("track", "model.pt")
-    path = os.path.join(repo.cwd, "model.pt")
-    save(small_model(0), path)
-    repo("add", "-A")
-    repo("commit", "-qm", "base")
+    commit_tracked_model(repo, small_model(0), message="base")
     out = repo.theta("fsck", "--no-fetch")
     assert out.returncode == 0 and "checked 5 object(s): no problem(s)" in out.stdout.decode()
     root = os.path.join(repo.cwd, ".git", "lfs", "objects")
