@@ -10,21 +10,15 @@ from git_theta.commands.ls_files import ls_files
 from git_theta.diff.compute import ModelDiff, compare
 from git_theta.diff.sides import ModelSide, side_from_bytes
 from git_theta.errors import ThetaError
-from git_theta.git import attributes, repo
+from git_theta.git import repo
 from git_theta.storage.lfs_store import LfsStore
 
 WORKTREE = None  # a side that is the working-tree file
 
 
 def _tracked_at(rev: str | None, top: str) -> list[str]:
-    if rev is WORKTREE:
-        return ls_files(top)
-    if rev == "":
-        return ls_files(top)
-    names = [
-        n.decode() for n in repo.run(["ls-tree", "-r", "-z", "--name-only", rev], cwd=top).split(b"\0") if n
-    ]
-    return attributes.tracked_paths(names, top)
+    """Tracked checkpoints on a side: the work tree and the index ("") use the index's list."""
+    return ls_files(top, None if rev is WORKTREE or rev == "" else rev)
 
 
 def _side(rev: str | None, path: str, top: str, store: LfsStore) -> ModelSide:
@@ -41,9 +35,7 @@ def split_args(args: list[str], cwd: str | None = None) -> tuple[list[str], list
     top = repo.root(cwd)
     revs: list[str] = []
     for i, arg in enumerate(args):
-        is_rev = (
-            repo.run(["rev-parse", "--verify", "--quiet", f"{arg}^{{commit}}"], cwd=top, check=False) != b""
-        )
+        is_rev = repo.is_commit(arg, top)
         if not is_rev or os.path.exists(arg):
             return revs, args[i:]
         revs.append(arg)
@@ -71,7 +63,7 @@ def diff(
     """Diffs of every tracked checkpoint (or of `paths`) that differs between the two sides."""
     top = repo.root(cwd)
     for rev in revs:
-        if repo.run(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=top, check=False) == b"":
+        if not repo.is_commit(rev, top):
             raise ThetaError(f"unknown revision {rev!r}")
     old_rev, new_rev = resolve(revs, cached)
     store = LfsStore.for_cwd(top)

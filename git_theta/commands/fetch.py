@@ -1,8 +1,11 @@
 """`git theta fetch [REMOTE] [REV...]`: download the tensors of revisions ahead of time, in one batch."""
 
+import os
+import tempfile
+
 from git_theta.commands.ls_files import ls_files
 from git_theta.errors import ThetaError
-from git_theta.git import attributes, repo
+from git_theta.git import repo
 from git_theta.metadata import Metadata, is_metadata
 from git_theta.storage import transfer
 from git_theta.storage.lfs_store import LfsStore
@@ -21,14 +24,9 @@ def objects_at(revs: list[str], top: str, paths: list[str] | None = None) -> dic
     """oid -> size of every object the tracked checkpoints at `revs` need."""
     needed: dict[str, int] = {}
     for rev in revs:
-        if repo.run(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=top, check=False) == b"":
+        if not repo.is_commit(rev, top):
             raise ThetaError(f"unknown revision {rev!r}")
-        names = [
-            n.decode()
-            for n in repo.run(["ls-tree", "-r", "-z", "--name-only", rev], cwd=top).split(b"\0")
-            if n
-        ]
-        for path in paths or attributes.tracked_paths(names, top):
+        for path in paths or ls_files(top, rev):
             blob = repo.read_blob(f"{rev}:{path}", cwd=top)
             if blob is not None and is_metadata(blob):
                 for entry in Metadata.loads(blob, path).params.values():
@@ -49,9 +47,6 @@ def fetch(args: list[str], paths: list[str] | None = None, cwd: str | None = Non
 
 def checkout_models(paths: list[str] | None = None, cwd: str | None = None) -> list[str]:
     """Replace working-tree metadata files (left by GIT_THETA_SKIP_SMUDGE) with their checkpoints."""
-    import os
-    import tempfile
-
     from git_theta.filter.smudge import prepare
 
     top = repo.root(cwd)

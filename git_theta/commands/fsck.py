@@ -32,11 +32,7 @@ def fsck(revs: list[str], fetch: bool = True, cwd: str | None = None) -> tuple[i
     top = repo.root(cwd)
     store = LfsStore.for_cwd(top)
     args = revs or ["--all"]
-    where = (
-        history.metadata_by_commit(args, top)
-        if repo.run(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=top, check=False)
-        else {}
-    )
+    where = history.metadata_by_commit(args, top) if repo.is_commit("HEAD", top) else {}
     index = {}
     for line in repo.run(["ls-files", "-s"], cwd=top).decode().splitlines():
         meta_part, _, path = line.partition("\t")

@@ -56,7 +56,7 @@ def referenced(top: str) -> set[str]:
 
 
 def _has_head(top: str) -> bool:
-    return repo.run(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=top, check=False) != b""
+    return repo.is_commit("HEAD", top)
 
 
 def local_objects(store: LfsStore) -> dict[str, str]:

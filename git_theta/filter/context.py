@@ -49,3 +49,10 @@ def in_diff_context() -> bool:
             return False
         pid = up
     return False
+
+
+def pass_through() -> bool:
+    """Leave metadata as it is: GIT_THETA_SKIP_SMUDGE, or a diff command that reads it itself."""
+    from git_theta import config
+
+    return config.get_bool("skip_smudge") or in_diff_context()

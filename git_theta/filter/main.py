@@ -53,7 +53,8 @@ def clean_cmd(path: str) -> None:
 @click.argument("path")
 def smudge_cmd(path: str) -> None:
     """Read metadata on stdin, write the checkpoint it describes to stdout."""
-    from git_theta.filter.smudge import pass_through, prepare
+    from git_theta.filter.context import pass_through
+    from git_theta.filter.smudge import prepare
 
     data = sys.stdin.buffer.read()
     try:

@@ -8,9 +8,8 @@ import os
 import sys
 from typing import BinaryIO
 
-from git_theta import config
 from git_theta.errors import ThetaError
-from git_theta.filter.context import in_diff_context
+from git_theta.filter.context import pass_through
 from git_theta.filter.spool import Spool
 from git_theta.git import pktline, repo
 from git_theta.log import get_logger
@@ -79,7 +78,7 @@ def _serve_one(w: BinaryIO, command: str | None, path: str, content: memoryview)
 
             result = clean(content, path)
             write = lambda out: out.write(result)  # noqa: E731
-        elif config.get_bool("skip_smudge") or in_diff_context():  # metadata stays: no heavy imports
+        elif pass_through():  # metadata stays as it is: no heavy imports
             result = bytes(content)
             write = lambda out: out.write(result)  # noqa: E731
         else:

@@ -7,8 +7,7 @@ is checked against its oid as it is read.
 from collections.abc import Callable
 from typing import BinaryIO
 
-from git_theta import config, parallel, plugins
-from git_theta.filter.context import in_diff_context
+from git_theta import parallel, plugins
 from git_theta.formats.detect import by_name
 from git_theta.log import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
@@ -44,11 +43,6 @@ def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | 
         yield from parallel.ordered_map(load, names)
     finally:
         progress.close()
-
-
-def pass_through() -> bool:
-    """Leave metadata as it is: GIT_THETA_SKIP_SMUDGE, or a diff command that reads it itself."""
-    return config.get_bool("skip_smudge") or in_diff_context()
 
 
 def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], None]:

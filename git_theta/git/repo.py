@@ -51,6 +51,11 @@ def git_path(name: str, cwd: str | None = None) -> str:
     return os.path.normpath(os.path.join(where, out))
 
 
+def is_commit(rev: str, cwd: str | None = None) -> bool:
+    """True when `rev` names a commit (HEAD is False in a repository without commits)."""
+    return run(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=cwd, check=False) != b""
+
+
 def read_blob(rev_path: str, cwd: str | None = None) -> bytes | None:
     """Contents of `REV:PATH` (or `:PATH` for the index), or None when it does not exist."""
     proc = subprocess.run(["git", "cat-file", "blob", rev_path], cwd=cwd, capture_output=True)
