@@ -16,7 +16,14 @@ CHECKPOINTS = [
     "tf-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
     "tensorflow-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
 ]
-UPDATES = ["dense = git_theta.updates.dense:DenseUpdate", "sparse = git_theta.updates.sparse:SparseUpdate"]
+UPDATES = [
+    "auto = git_theta.updates.auto:AutoUpdate",
+    "dense = git_theta.updates.dense:DenseUpdate",
+    "sparse = git_theta.updates.sparse:SparseUpdate",
+    "bitdelta = git_theta.updates.bitdelta:BitDeltaUpdate",
+    "low-rank = git_theta.updates.lowrank:LowRankUpdate",
+    "ia3 = git_theta.updates.ia3:IA3Update",
+]
 MERGES = [
     f"{name} = git_theta.merges.strategies:{cls}"
     for name, cls in [

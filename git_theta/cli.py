@@ -91,8 +91,20 @@ def ls_files() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--update-type", default=None, help="How to store the change (dense, ...).")
-@click.option("--update-data", default=None, type=click.Path(), help="Side file with the update's data.")
+@click.option(
+    "--update-type",
+    default=None,
+    help="How to store the change: auto (default: smallest exact encoding), dense, sparse, bitdelta, "
+    "low-rank, ia3, or a plug-in's. Without --update-data, low-rank and ia3 APPROXIMATE the change "
+    "(truncated SVD at rank GIT_THETA_LOW_RANK_K / least-squares scales) and rewrite FILE to the stored value.",
+)
+@click.option(
+    "--update-data",
+    default=None,
+    type=click.Path(),
+    help="Checkpoint of <parameter>/<part> tensors: sparse data/indices/indptr/shape, low-rank R/C, "
+    "ia3 ia3. Named parameters become HEAD's value combined with them; FILE is rewritten to match.",
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
 @_user_errors
 def add(update_type: str | None, update_data: str | None, args: tuple[str, ...]) -> None:

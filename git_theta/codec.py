@@ -25,6 +25,9 @@ NAME = "zarr-blosc-lz4-9-bitshuffle"
 CHUNK_BYTES = 8 << 20
 SLAB_BYTES = 64 << 20
 _COMPRESSOR = {"id": "blosc", "cname": "lz4", "clevel": 9, "shuffle": 2}
+# Changes (bit-pattern differences) have long runs of zero high bits: zstd gains ~4% over lz4 there.
+DELTA_NAME = "zarr-blosc-zstd-3-bitshuffle"
+DELTA_COMPRESSOR = {"id": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 2}
 
 
 def chunk_shape(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYTES) -> list[int]:
@@ -53,38 +56,44 @@ def _bin_header(n: int) -> bytes:
     return b"\xc6" + n.to_bytes(4, "big")
 
 
-def _spec(dtype: dtypes.DType, shape, chunks) -> dict:
+def _spec(dtype: dtypes.DType, shape, chunks, compressor: dict, skip_zero: bool) -> dict:
+    metadata = {"shape": list(shape), "chunks": chunks, "compressor": compressor, "order": "C"}
+    if skip_zero:
+        metadata["fill_value"] = 0
+        metadata["dtype"] = np.dtype(dtype.numpy()).str
     return {
         "driver": "zarr",
         "kvstore": {"driver": "memory"},
-        "metadata": {
-            "shape": list(shape),
-            "chunks": chunks,
-            "compressor": _COMPRESSOR,
-            "order": "C",
-        },
+        "metadata": metadata,
         "dtype": dtype.storage,
-        "store_data_equal_to_fill_value": True,
+        "store_data_equal_to_fill_value": not skip_zero,
     }
 
 
-def encode(tensor: RawTensor, sink) -> None:
+def encode(tensor: RawTensor, sink, compressor: dict | None = None, skip_zero: bool = False) -> None:
     """Write `tensor`'s stored form to `sink` (anything with .write).
 
     The array goes through tensorstore a slab of chunks at a time and each compressed chunk is
     streamed out and dropped at once, so memory stays near one slab, not the tensor.
+    `skip_zero` (1-D unsigned tensors: changes) leaves all-zero chunks out; they read back as 0,
+    so the unchanged parts of a tensor cost nothing.
     """
     dt = dtypes.get(tensor.dtype)
     array = np.frombuffer(tensor.data, dtype=dt.numpy()).reshape(tensor.shape)
+    skip_zero = skip_zero and array.ndim == 1 and dt.kind == "u"
     chunks = chunk_shape(tensor.shape, dt.itemsize)
     ctx = ts.Context()
-    store = ts.open(_spec(dt, tensor.shape, chunks), create=True, context=ctx).result()
+    spec = _spec(dt, tensor.shape, chunks, compressor or _COMPRESSOR, skip_zero)
+    store = ts.open(spec, create=True, context=ctx).result()
     kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
     count = 1
     for size, chunk in zip(tensor.shape, chunks):
         count *= -(-size // chunk)
     if array.size == 0:
         count = 0
+    elif skip_zero:
+        step = chunks[0]
+        count = sum(1 for i in range(0, array.size, step) if array[i : i + step].any())
     packer = msgpack.Packer()
     sink.write(packer.pack_map_header(count + 1))
     _emit(kv, b".zarray", sink, packer)

@@ -7,7 +7,7 @@ from functools import lru_cache
 # setting -> (environment variable, git config key, default)
 SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "checkpoint_type": ("GIT_THETA_CHECKPOINT_TYPE", "theta.checkpointType", None),
-    "update_type": ("GIT_THETA_UPDATE_TYPE", "theta.updateType", "dense"),
+    "update_type": ("GIT_THETA_UPDATE_TYPE", "theta.updateType", "auto"),
     "update_data_path": ("GIT_THETA_UPDATE_DATA_PATH", "theta.updateDataPath", None),
     "max_concurrency": ("GIT_THETA_MAX_CONCURRENCY", "theta.maxConcurrency", "-1"),
     "low_memory": ("GIT_THETA_LOW_MEMORY", "theta.lowMemory", "0"),

@@ -79,7 +79,14 @@ checkpoints: "Registry" = Registry(
 updates: "Registry" = Registry(
     UPDATES,
     "update type",
-    {"dense": "git_theta.updates.dense:DenseUpdate", "sparse": "git_theta.updates.sparse:SparseUpdate"},
+    {
+        "auto": "git_theta.updates.auto:AutoUpdate",
+        "dense": "git_theta.updates.dense:DenseUpdate",
+        "sparse": "git_theta.updates.sparse:SparseUpdate",
+        "bitdelta": "git_theta.updates.bitdelta:BitDeltaUpdate",
+        "low-rank": "git_theta.updates.lowrank:LowRankUpdate",
+        "ia3": "git_theta.updates.ia3:IA3Update",
+    },
 )
 _STRATEGIES = (
     "TakeOurs TakeTheirs TakeOriginal AverageOursTheirs AverageAll AverageOursOriginal AverageTheirsOriginal "

@@ -1,20 +1,29 @@
-"""`git theta add`: `git add` with a chosen update type, re-running the filter even if unchanged."""
+"""`git theta add`: `git add` with a chosen update type, re-running the filter even if unchanged.
+
+When the stored values differ from the working file (side-loaded updates, or an approximating
+update type), the working file is then checked out again from the index, so it holds exactly
+what was committed and `git status` is clean.
+"""
 
 import os
 import subprocess
 
 from git_theta import config, plugins
 from git_theta.errors import ThetaError
+from git_theta.log import get_logger
+
+log = get_logger(__name__)
+_NO_WRITE_FLAGS = {"-n", "--dry-run", "-N", "--intent-to-add", "-p", "--patch", "-i", "--interactive"}
 
 
 def add(paths: list[str], update_type: str | None, update_data: str | None, git_args: list[str]) -> int:
     """Stage `paths` through git with GIT_THETA_UPDATE_TYPE / _DATA_PATH set for the filter."""
     env = dict(os.environ)
     update = plugins.updates.get(
-        update_type or config.get("update_type") or "dense"
-    )  # clear error if unknown
+        update_type or config.get("update_type") or "auto"
+    )()  # clear error if unknown
     if update_type:
-        env["GIT_THETA_UPDATE_TYPE"] = update_type
+        env["GIT_THETA_UPDATE_TYPE"] = update.name
     if update_data:
         if not update.takes_side_data:
             takers = [c.name for c in plugins.updates.classes() if c.takes_side_data]
@@ -22,11 +31,26 @@ def add(paths: list[str], update_type: str | None, update_data: str | None, git_
                 f"update type {update.name!r} takes no side data; choose one that does with --update-type "
                 f"({', '.join(takers) or 'none installed'})"
             )
-        if not os.path.exists(update_data):
+        if not os.path.isfile(update_data):
             raise ThetaError(f"{update_data}: update data file not found")
         env["GIT_THETA_UPDATE_DATA_PATH"] = os.path.abspath(update_data)
+    else:
+        env.pop("GIT_THETA_UPDATE_DATA_PATH", None)
+    if not paths:
+        raise ThetaError("nothing to add: name the checkpoint(s) to stage")
     for path in paths:
         if not os.path.exists(path):
             raise ThetaError(f"{path}: no such file")
         os.utime(path)  # a new mtime makes git run the clean filter again
-    return subprocess.run(["git", "add", *git_args, "--", *paths], env=env).returncode
+    code = subprocess.run(["git", "add", *git_args, "--", *paths], env=env).returncode
+    if code != 0 or _NO_WRITE_FLAGS.intersection(git_args):
+        return code
+    if update_data or not update.exact:
+        log.info("rewriting %s to the stored values", ", ".join(paths))
+        files = [p for p in paths if os.path.isfile(p)]
+        code = subprocess.run(["git", "checkout", "--", *files]).returncode
+        if code != 0:
+            raise ThetaError(
+                f"staged, but rewriting {', '.join(files)} to the stored values failed; run `git checkout -- FILE`"
+            )
+    return 0

@@ -6,12 +6,11 @@ and commit, and the exit code is non-zero when anything is wrong.
 
 from dataclasses import dataclass
 
-from git_theta import plugins
 from git_theta.errors import ThetaError
 from git_theta.git import history, repo
 from git_theta.storage import transfer
 from git_theta.storage.lfs_store import LfsStore
-from git_theta.updates.base import UpdateContext
+from git_theta.updates import load_entry
 
 
 @dataclass
@@ -59,7 +58,7 @@ def fsck(revs: list[str], fetch: bool = True, cwd: str | None = None) -> tuple[i
             problems += [Problem(c, p, n, oid, what) for c, p, n, _ in users]
             continue
         try:
-            plugins.updates.get(entry.update_type)().load(entry, UpdateContext(store, name, None))
+            load_entry(entry, store, name)
         except ThetaError as exc:
             problems += [Problem(c, p, n, oid, _short(exc)) for c, p, n, _ in users]
     return len(uses), problems

@@ -3,14 +3,13 @@
 import hashlib
 from dataclasses import dataclass
 
-from git_theta import plugins
 from git_theta.errors import ThetaError
 from git_theta.filter.smudge import ensure_objects
 from git_theta.formats.detect import detect
 from git_theta.metadata import Metadata, is_metadata
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
-from git_theta.updates.base import UpdateContext
+from git_theta.updates import load_entry
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class StoredSide(ModelSide):
 
     def load(self, name: str) -> RawTensor:
         entry = self.meta.params[name]
-        return plugins.updates.get(entry.update_type)().load(entry, UpdateContext(self.store, name, None))
+        return load_entry(entry, self.store, name)
 
 
 class FileSide(ModelSide):

@@ -4,9 +4,6 @@ Every tensor is hashed; one whose (hash, dtype, shape) matches an entry at HEAD 
 reuses that entry, so an unchanged parameter costs one hash and nothing is rewritten.
 """
 
-import dataclasses
-import hashlib
-
 import numpy as np
 
 from git_theta import config, parallel, plugins
@@ -17,14 +14,11 @@ from git_theta.log import Progress, get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
-from git_theta.updates import objects_of
-from git_theta.updates.base import UpdateContext
+from git_theta.updates import load_entry, objects_of
+from git_theta.updates.save import store_tensor, tensor_hash
+from git_theta.updates.side import load_side_updates
 
 log = get_logger(__name__)
-
-
-def _hash(tensor: RawTensor) -> str:
-    return hashlib.sha256(tensor.data).hexdigest()
 
 
 def _within_tolerance(new: RawTensor, old: RawTensor, atol: float, rtol: float) -> bool:
@@ -49,17 +43,25 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
     known = by_content(previous)
     head = previous[0].params if previous else {}
 
-    names = list(checkpoint.tensors)
-    tensors = [checkpoint.tensors[n] for n in names]
-    hashes = list(parallel.ordered_map(_hash, tensors))
-
-    atol, rtol = config.get_float("parameter_atol"), config.get_float("parameter_rtol")
-    update_name = config.get("update_type") or "dense"
+    update_name = config.get("update_type") or "auto"
     update = plugins.updates.get(update_name)()
-    if config.get("update_data_path") and not update.takes_side_data:
+    tensors_by_name = dict(checkpoint.tensors)
+    side: dict[str, dict] = {}
+    side_path = config.get("update_data_path")
+    if side_path and not update.takes_side_data:
         log.warning(
             "%s: GIT_THETA_UPDATE_DATA_PATH is ignored: update type %r takes no side data", path, update.name
         )
+    elif side_path:
+        for name, (new, parts) in load_side_updates(side_path, update, tensors_by_name, head, store).items():
+            tensors_by_name[name] = new
+            side[name] = parts
+        log.info("%s: %d parameters updated from %s (%s)", path, len(side), side_path, update.name)
+
+    names = list(tensors_by_name)
+    tensors = [tensors_by_name[n] for n in names]
+    hashes = list(parallel.ordered_map(tensor_hash, tensors))
+    atol, rtol = config.get_float("parameter_atol"), config.get_float("parameter_rtol")
 
     def reusable(entry: ParamEntry) -> bool:  # its objects are here (else store the tensor again)
         return all(store.has(oid) for oid in objects_of(entry))
@@ -74,23 +76,20 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
             todo.setdefault(key, []).append(name)
 
     if (atol is not None or rtol is not None) and todo:
-        _apply_tolerance(todo, entries, head, checkpoint.tensors, store, atol or 0.0, rtol or 0.0)
+        _apply_tolerance(todo, entries, head, tensors_by_name, store, atol or 0.0, rtol or 0.0)
 
     progress = Progress(f"storing {path}", len(todo))
 
     def store_one(item):
         key, group = item
-        prev = head.get(group[0])
-        loader = None
-        if prev is not None and reusable(prev):  # its objects are local: a delta can build on it
-
-            def loader(prev=prev, name=group[0]):
-                return plugins.updates.get(prev.update_type)().load(prev, UpdateContext(store, name, None))
-
-        ctx = UpdateContext(store, group[0], prev, loader)
-        entry = update.store(checkpoint.tensors[group[0]], ctx)
+        name = group[0]
+        # a side file's parameters use its update; every other one is stored as a plain add would
+        kind = update.name if (name in side or not side_path) else "auto"
+        entry = store_tensor(
+            tensors_by_name[name], store, name, head.get(name), kind, side.get(name), digest=key[0]
+        )
         progress.advance()
-        return key, dataclasses.replace(entry, hash=key[0])
+        return key, entry
 
     try:
         for key, entry in parallel.ordered_map(store_one, list(todo.items())):
@@ -113,9 +112,8 @@ def _apply_tolerance(todo, entries, head, tensors, store, atol: float, rtol: flo
             if old is None or old.dtype != key[1] or tuple(old.shape) != key[2]:
                 kept.append(name)
                 continue
-            ctx = UpdateContext(store, name, None)
             try:
-                old_tensor = plugins.updates.get(old.update_type)().load(old, ctx)
+                old_tensor = load_entry(old, store, name)
             except ThetaError:
                 kept.append(name)
                 continue

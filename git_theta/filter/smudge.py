@@ -7,15 +7,14 @@ is checked against its oid as it is read.
 from collections.abc import Callable
 from typing import BinaryIO
 
-from git_theta import parallel, plugins
+from git_theta import parallel
 from git_theta.formats.detect import by_name
 from git_theta.log import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
 from git_theta.storage import transfer
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor, TensorSpec
-from git_theta.updates import objects_of
-from git_theta.updates.base import UpdateContext
+from git_theta.updates import load_entry, objects_of
 
 log = get_logger(__name__)
 
@@ -35,7 +34,7 @@ def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | 
 
     def load(name: str) -> RawTensor:
         entry = meta.params[name]
-        tensor = plugins.updates.get(entry.update_type)().load(entry, UpdateContext(store, name, None))
+        tensor = load_entry(entry, store, name)
         progress.advance()
         return tensor
 

@@ -1,23 +1,22 @@
 """Run the chosen strategies on conflicting parameters and store the merged tensors."""
 
-import dataclasses
 import hashlib
 
 import numpy as np
 
-from git_theta import plugins
 from git_theta.merges.base import Sides
 from git_theta.merges.plan import Choice, Conflict
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
-from git_theta.updates.base import UpdateContext
+from git_theta.updates import load_entry
+from git_theta.updates.save import store_tensor
 
 
 def load_array(entry: ParamEntry | None, store: LfsStore, name: str) -> np.ndarray | None:
     if entry is None:
         return None
-    tensor = plugins.updates.get(entry.update_type)().load(entry, UpdateContext(store, name, None))
+    tensor = load_entry(entry, store, name)
     return tensor.numpy()
 
 
@@ -46,8 +45,7 @@ def resolve(conflict: Conflict, choice: Choice, store: LfsStore) -> ParamEntry |
             and tuple(entry.shape) == tensor.shape
         ):
             return entry
-    stored = plugins.updates.get("dense")().store(tensor, UpdateContext(store, conflict.name, None))
-    return dataclasses.replace(stored, hash=digest)
+    return store_tensor(tensor, store, conflict.name, conflict.ours, digest=digest)
 
 
 def objects_needed(conflicts: list[Conflict]) -> Metadata:

@@ -1,8 +1,6 @@
 """Update types: how a parameter's new value is stored relative to what came before (plug-ins)."""
 
+from git_theta.updates.chain import load_entry
+from git_theta.updates.chain import objects as objects_of
 
-def objects_of(entry) -> dict[str, int]:
-    """LFS objects (oid -> size) a metadata entry needs, whatever its update type."""
-    from git_theta import plugins
-
-    return plugins.updates.get(entry.update_type)().objects(entry)
+__all__ = ["load_entry", "objects_of"]

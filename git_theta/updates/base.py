@@ -1,9 +1,9 @@
 """The update-type plug-in interface (entry point group git_theta.plugins.updates)."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
@@ -11,29 +11,65 @@ from git_theta.tensor import RawTensor
 
 @dataclass
 class UpdateContext:
-    """What an update needs besides the tensor: the store, and the previous value if any."""
+    """What storing a parameter may use besides its new value: the store, the previous entry
+    (HEAD's), and side data from `git theta add --update-data` naming this parameter."""
 
     store: LfsStore
     name: str
     previous: ParamEntry | None = None
-    load_previous: Callable[[], RawTensor] | None = None
+    side: dict[str, RawTensor] | None = None
+    _values: tuple | None = field(default=None, repr=False)
+
+    def previous_usable(self) -> bool:
+        """A previous entry exists and every object it needs is in the local store."""
+        if self.previous is None:
+            return False
+        from git_theta.updates import chain
+
+        try:
+            return all(self.store.has(oid) for oid in chain.objects(self.previous, self.name))
+        except ThetaError:
+            return False
+
+    def previous_values(self) -> tuple[RawTensor, RawTensor]:
+        """(previous value, value of the snapshot its chain starts from); rebuilt once."""
+        if self._values is None:
+            from git_theta.updates import chain
+
+            self._values = chain.rebuild(self.previous, self.store, self.name, keep_snapshot=True)
+        return self._values
+
+    def release(self) -> None:
+        """Drop the previous values so their memory goes before the next parameter's."""
+        self._values = None
 
 
 class Update(ABC):
-    """Stores a parameter's new value, possibly as a change to its previous value, and loads it."""
+    """How a parameter's new value is stored: whole (a snapshot) or as a change to what it was.
+
+    Snapshot types implement `load`; change types (see updates.delta.DeltaUpdate) implement
+    `read_parts` and `apply`, and their entries name the entry they build on.
+    """
 
     name: str = ""
     aliases: tuple[str, ...] = ()
+    description: str = ""
     takes_side_data: bool = False  # reads GIT_THETA_UPDATE_DATA_PATH (git theta add --update-data)
+    side_parts: tuple[str, ...] = ()  # the parts a side file gives per parameter (<name>/<part>)
+    exact: bool = True  # False: without side data the stored value approximates the new one
 
     @abstractmethod
     def store(self, tensor: RawTensor, ctx: UpdateContext) -> ParamEntry:
-        """Write what is needed to rebuild `tensor` to the store; return its metadata entry."""
+        """Write what is needed to rebuild `tensor` to the store; return its metadata entry.
 
-    def objects(self, entry: ParamEntry) -> dict[str, int]:
-        """LFS objects (oid -> size) that `load` will read, so they can be fetched in one batch."""
+        An entry whose `hash` is empty stores `tensor` exactly (the caller fills the hash in);
+        a lossy type sets `hash` to the sha256 of the value it did store.
+        """
+
+    def own_objects(self, entry: ParamEntry) -> dict[str, int]:
+        """LFS objects (oid -> size) of this step alone (not of what it builds on)."""
         return {entry.oid: entry.size}
 
-    @abstractmethod
-    def load(self, entry: ParamEntry, ctx: UpdateContext) -> RawTensor:
-        """Rebuild the tensor that `entry` describes."""
+    def load(self, entry: ParamEntry, store: LfsStore, name: str) -> RawTensor:
+        """Rebuild a snapshot entry (one that builds on nothing)."""
+        raise ThetaError(f"stored {self.name} update of parameter {name!r} has no base to apply to")

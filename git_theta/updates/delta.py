@@ -1,101 +1,110 @@
-"""Updates stored as a change to the previous value: the base entry travels inside the metadata.
+"""Change types: an entry stores a change (named parts) and the entry it applies to.
 
-An entry of a delta type records its base entry (itself dense or another delta) under
-`theta_metadata.base`, so a parameter is rebuilt from metadata alone by applying at most
-GIT_THETA_MAX_CHAIN (default 8) steps; past that, or when the change cannot be expressed (new
-parameter, shape or dtype change) or would not be smaller, the value is stored dense.
-The change's parts (small tensors) are packed into one LFS object: a msgpack map of part name
-to the codec's bytes for that part.
+The parts (small tensors) are packed into one LFS object: a msgpack map of part name to
+{dtype, shape, data (the codec's bytes)}. The base entry travels inside the metadata
+(`theta_metadata.base`), so rebuilding needs no history walk; see updates.chain.
 """
 
 import io
-import os
 from abc import abstractmethod
 
 import msgpack
 
 from git_theta import codec, plugins
+from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
+from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
+from git_theta.updates import chain
 from git_theta.updates.base import Update, UpdateContext
+from git_theta.updates.dense import write_object
 
 
-def max_chain() -> int:
+def pack_parts(parts: dict[str, RawTensor], compressor: dict | None = None, skip_zero: bool = False) -> bytes:
+    """The stored form of a change: msgpack {part: {dtype, shape, data}}."""
+    packer = msgpack.Packer(use_bin_type=True)
+    out = io.BytesIO()
+    out.write(packer.pack_map_header(len(parts)))
+    for part_name, part in parts.items():
+        buf = io.BytesIO()
+        codec.encode(part, buf, compressor, skip_zero)
+        out.write(packer.pack(part_name))
+        out.write(packer.pack({"dtype": part.dtype, "shape": list(part.shape), "data": buf.getvalue()}))
+    return out.getvalue()
+
+
+def unpack_parts(blob, name: str) -> dict[str, RawTensor]:
+    """Inverse of pack_parts, with a clear error for anything else."""
     try:
-        return max(1, int(os.environ.get("GIT_THETA_MAX_CHAIN", "8")))
-    except ValueError:
-        return 8
-
-
-def depth(entry: ParamEntry | None) -> int:
-    """Steps from `entry` down to its dense snapshot (0 for a dense entry)."""
-    return int(entry.extra.get("depth", 0)) if entry is not None else 0
+        packed = msgpack.unpackb(blob, raw=False)
+        if not isinstance(packed, dict):
+            raise TypeError("not a map of parts")
+        return {
+            str(k): codec.decode(
+                v["data"], str(v["dtype"]), tuple(int(s) for s in v["shape"]), f"{name!r} {k}"
+            )
+            for k, v in packed.items()
+        }
+    except ThetaError:
+        raise
+    except (ValueError, KeyError, TypeError, msgpack.exceptions.ExtraData) as exc:
+        raise ThetaError(f"stored update of parameter {name!r} is corrupt ({exc})") from None
 
 
 class DeltaUpdate(Update):
-    """Base class of update types that store a change relative to the parameter's previous value."""
+    """Base class of update types that store a change relative to an earlier value."""
+
+    part_compressor: dict | None = None  # codec default unless a type's parts compress better otherwise
+    skip_zero_parts: bool = False
 
     @abstractmethod
     def parts(self, new: RawTensor, old: RawTensor) -> dict[str, RawTensor] | None:
-        """The change as named tensors, or None when this type cannot express it exactly."""
+        """The change from `old` to `new` as named tensors, or None when this type cannot express it."""
 
     @abstractmethod
-    def apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry) -> RawTensor:
-        """Rebuild the new value from the previous one and the stored parts."""
+    def apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry, name: str) -> RawTensor:
+        """Rebuild the value `entry` describes from the value it builds on and its stored parts."""
+
+    def check_side(self, parts: dict[str, RawTensor], dtype: str, shape: tuple[int, ...]) -> str | None:
+        """Why side-loaded `parts` cannot update a parameter of this dtype/shape (None: they can)."""
+        return None
+
+    def base_for(self, previous: ParamEntry, ctx: UpdateContext) -> tuple[ParamEntry, RawTensor]:
+        """The entry this change builds on and its value (the previous one by default)."""
+        return previous, ctx.previous_values()[0]
+
+    def can_chain(self, base: ParamEntry, tensor: RawTensor) -> bool:
+        """A change on `base` stays within GIT_THETA_MAX_CHAIN stored steps and fits its dtype."""
+        return base.dtype == tensor.dtype and chain.depth(base) + 2 <= chain.max_chain()
 
     def store(self, tensor: RawTensor, ctx: UpdateContext) -> ParamEntry:
-        dense = plugins.updates.get("dense")()
-        prev = ctx.previous
-        usable = (
-            prev is not None
-            and ctx.load_previous is not None
-            and prev.dtype == tensor.dtype
-            and tuple(prev.shape) == tuple(tensor.shape)
-            and depth(prev) + 1 < max_chain()
-        )
-        change = self.parts(tensor, ctx.load_previous()) if usable else None
-        if change is None or sum(p.nbytes for p in change.values()) >= tensor.nbytes:
-            return dense.store(tensor, ctx)
-        writer = ctx.store.writer()
-        try:
-            packer = msgpack.Packer(use_bin_type=True)
-            writer.write(packer.pack_map_header(len(change)))
-            for part_name, part in change.items():
-                buf = io.BytesIO()
-                codec.encode(part, buf)
-                writer.write(packer.pack(part_name))
-                writer.write(
-                    packer.pack({"dtype": part.dtype, "shape": list(part.shape), "data": buf.getvalue()})
-                )
-        except BaseException:
-            writer.abort()
-            raise
-        oid, size = writer.commit()
-        extra = {"base": prev.to_json(), "depth": depth(prev) + 1}
-        return ParamEntry(tensor.dtype, tensor.shape, "", oid, size, self.name, codec.NAME, extra)
+        fallback = plugins.updates.get("auto")()
+        if not ctx.previous_usable():
+            return fallback.store(tensor, ctx)
+        base, old = self.base_for(ctx.previous, ctx)
+        if not self.can_chain(base, tensor):
+            return fallback.store(tensor, ctx)
+        change = ctx.side if ctx.side is not None else self.parts(tensor, old)
+        if change is None:
+            return fallback.store(tensor, ctx)
+        blob = pack_parts(change, self.part_compressor, self.skip_zero_parts)
+        if ctx.side is None and self.exact and len(blob) >= tensor.nbytes:
+            return fallback.store(tensor, ctx)  # not worth it: the smallest exact encoding instead
+        entry = self.store_blob(tensor, blob, base, ctx.store)
+        if ctx.side is None and not self.exact:
+            import hashlib
 
-    @staticmethod
-    def base_of(entry: ParamEntry) -> ParamEntry:
-        return ParamEntry.from_json(entry.extra["base"], "base")
+            stored = self.apply(old, change, entry, ctx.name)
+            entry.hash = hashlib.sha256(stored.data).hexdigest()
+        return entry
 
-    def objects(self, entry: ParamEntry) -> dict[str, int]:
-        base = self.base_of(entry)
-        found = plugins.updates.get(base.update_type)().objects(base)
-        found[entry.oid] = entry.size
-        return found
+    def store_blob(self, tensor: RawTensor, blob: bytes, base: ParamEntry, store: LfsStore) -> ParamEntry:
+        """Write packed parts and return the entry that applies them to `base`."""
+        oid, size = write_object(store, blob)
+        codec_name = codec.DELTA_NAME if self.part_compressor is codec.DELTA_COMPRESSOR else codec.NAME
+        extra = {"base": base.to_json()}
+        return ParamEntry(tensor.dtype, tensor.shape, "", oid, size, self.name, codec_name, extra)
 
-    def load(self, entry: ParamEntry, ctx: UpdateContext) -> RawTensor:
-        base = self.base_of(entry)
-        old = plugins.updates.get(base.update_type)().load(base, ctx)
-        blob = ctx.store.read(entry.oid, what=f"parameter {ctx.name!r}")
-        try:
-            packed = msgpack.unpackb(blob, raw=False)
-            parts = {
-                k: codec.decode(v["data"], v["dtype"], tuple(v["shape"]), what=f"{ctx.name!r} part {k}")
-                for k, v in packed.items()
-            }
-        except (ValueError, KeyError, TypeError, msgpack.exceptions.ExtraData) as exc:
-            from git_theta.errors import ThetaError
-
-            raise ThetaError(f"stored update of parameter {ctx.name!r} is corrupt ({exc})") from None
-        return self.apply(old, parts, entry)
+    def read_parts(self, entry: ParamEntry, store: LfsStore, name: str) -> dict[str, RawTensor]:
+        """Read and decode this step's stored parts."""
+        return unpack_parts(store.read(entry.oid, what=f"parameter {name!r}"), name)

@@ -1,49 +1,82 @@
-"""Sparse updates: the positions and new values of the elements whose bits changed (exact)."""
+"""Sparse updates: only the elements that changed.
+
+Computed (plain `git theta add --update-type sparse`): the positions and new bit patterns of the
+changed elements - exact, unlike `previous + delta` arithmetic. Side-loaded (the original
+git-theta layout): `<param>/data`, `indices`, `indptr` (a scipy CSR matrix of shape (1, N)) and
+`shape`; new = previous + the densified update, computed in the parameter's dtype.
+"""
 
 import numpy as np
 
-from git_theta import dtypes
+from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
-from git_theta.tensor import RawTensor
+from git_theta.tensor import RawTensor, numel
+from git_theta.updates import words
 from git_theta.updates.delta import DeltaUpdate
 
-_WORD = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+SIDE_PARTS = ("data", "indices", "indptr", "shape")
 
 
-def _words(t: RawTensor) -> np.ndarray:
-    """The tensor's elements as unsigned integers of the same width (bit patterns)."""
-    item = dtypes.get(t.dtype).itemsize
-    if item in _WORD:
-        return np.frombuffer(t.data, dtype=_WORD[item])
-    return np.frombuffer(t.data, dtype=np.uint64).reshape(-1, item // 8)  # complex128: two words
+def _smallest_uint(top: int) -> np.dtype:
+    for t in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(t).max:
+            return np.dtype(t)
+    return np.dtype(np.uint64)
 
 
 class SparseUpdate(DeltaUpdate):
-    """New value = previous value with the changed elements replaced, bit for bit."""
+    """New value = previous value with the changed elements replaced (or, from side data, added to)."""
 
     name = "sparse"
+    description = "changed elements only (positions + values); side data: scipy CSR of the change"
+    takes_side_data = True
+    side_parts = SIDE_PARTS
 
     def parts(self, new: RawTensor, old: RawTensor) -> dict[str, RawTensor] | None:
-        a, b = _words(old), _words(new)
+        if tuple(new.shape) != tuple(old.shape):
+            return None
+        a, b = words.per_element(old), words.per_element(new)
         changed = a != b if a.ndim == 1 else np.any(a != b, axis=1)
-        idx = np.flatnonzero(changed).astype(np.int64)
-        values = b[idx]
-        return {
-            "indices": RawTensor.from_numpy(idx),
-            "values": RawTensor.from_numpy(
-                np.ascontiguousarray(values), None if values.ndim == 1 else "uint64"
-            ),
-        }
+        idx = np.flatnonzero(changed)
+        gaps = np.diff(idx, prepend=-1) if len(idx) else idx  # gap coding: small, compressible
+        gaps = gaps.astype(_smallest_uint(int(gaps.max()) if len(gaps) else 0))
+        values = np.ascontiguousarray(b[idx]).reshape(-1)
+        return {"gaps": RawTensor.from_numpy(gaps), "values": RawTensor.from_numpy(values)}
 
-    def apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry) -> RawTensor:
-        words = _words(old).copy()
-        idx = parts["indices"].numpy().astype(np.int64)
-        values = parts["values"].numpy().reshape((len(idx),) + words.shape[1:])
-        if len(idx) and (idx.min() < 0 or idx.max() >= len(words)):
-            from git_theta.errors import ThetaError
+    def check_side(self, parts: dict[str, RawTensor], dtype: str, shape: tuple[int, ...]) -> str | None:
+        n = numel(shape)
+        given = [int(s) for s in parts["shape"].numpy().reshape(-1)]
+        if given != list(shape):
+            return f"shape part is {given}, the parameter's shape is {list(shape)}"
+        indices, indptr = parts["indices"].numpy().reshape(-1), parts["indptr"].numpy().reshape(-1)
+        if parts["data"].numpy().size != indices.size:
+            return f"data has {parts['data'].numpy().size} values for {indices.size} indices"
+        if indptr.size != 2 or int(indptr[0]) != 0 or int(indptr[1]) != indices.size:
+            return f"indptr must be [0, {indices.size}] (one row)"
+        if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
+            return f"indices must lie in [0, {n})"
+        return None
 
-            raise ThetaError(
-                f"sparse update indices out of range for a parameter of shape {list(entry.shape)}"
-            )
-        words[idx] = values.view(words.dtype) if values.dtype != words.dtype else values
-        return RawTensor(old.dtype, tuple(entry.shape), memoryview(words.reshape(-1).view(np.uint8)))
+    def apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry, name: str) -> RawTensor:
+        if "data" in parts:
+            return _add_csr(old, parts, entry)
+        w = words.per_element(old).copy()
+        if "gaps" in parts:
+            idx = np.cumsum(parts["gaps"].numpy().astype(np.int64)) - 1
+        else:  # the first stored layout: absolute indices
+            idx = parts["indices"].numpy().astype(np.int64)
+        values = parts["values"].numpy().view(w.dtype).reshape((len(idx),) + w.shape[1:])
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(w)):
+            raise ThetaError(f"sparse update of parameter {name!r} has positions out of range")
+        w[idx] = values
+        return words.to_tensor(w, old.dtype, entry.shape)
+
+
+def _add_csr(old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry) -> RawTensor:
+    """previous + densify(CSR update), in the parameter's dtype (duplicates summed, as scipy does)."""
+    prev = old.numpy().reshape(-1)
+    update = np.zeros(prev.shape, dtype=prev.dtype)
+    np.add.at(
+        update, parts["indices"].numpy().astype(np.int64).reshape(-1), parts["data"].numpy().reshape(-1)
+    )
+    return RawTensor.from_numpy((prev + update).reshape(entry.shape), old.dtype)

@@ -65,7 +65,7 @@ def test_theta_add_restages_and_checks_update_type(repo):
     bad = repo.theta("add", "model.pt", "--update-type", "bogus", check=False)
     assert bad.returncode == 1 and "unknown update type 'bogus'" in bad.stderr.decode()
     side = repo.theta("add", "model.pt", "--update-data", "model.pt", check=False)
-    assert side.returncode == 1 and "update type 'dense' takes no side data" in side.stderr.decode()
+    assert side.returncode == 1 and "update type 'auto' takes no side data" in side.stderr.decode()
     missing = repo.theta("add", "nope.pt", check=False)
     assert missing.returncode == 1 and "nope.pt: no such file" in missing.stderr.decode()
 

@@ -40,7 +40,11 @@ def test_git_diff_shows_numbers(history):
     assert "stored by this change" in lines[1]
     old, new = v1["layers.1.weight"].double().numpy(), v2["layers.1.weight"].double().numpy()
     rel = np.linalg.norm(new - old) / np.linalg.norm(old)
-    assert f"rel {rel:.3e}" in lines[2] and "changed 100.0%" in lines[2] and "dense" in lines[2]
+    assert (
+        f"rel {rel:.3e}" in lines[2]
+        and "changed 100.0%" in lines[2]
+        and ("dense" in lines[2] or "bitdelta" in lines[2])
+    )
     assert "\033[" not in out  # piped: no color
 
 
@@ -68,9 +72,7 @@ def test_git_log_p_and_show_on_three_commits(history):
     assert [c.splitlines()[0] for c in chunks] == ["v3", "v2", "v1"]
     v3, v2, v1 = chunks
     assert "-head.weight  float32[4, 16]  dense" in v3 and "+extra.bias  float32[3]  dense" in v3
-    assert (
-        "-layers.1.weight  float32[16, 16]  dense" in v2 and "+layers.1.weight  float32[16, 16]  dense" in v2
-    )
+    assert "-layers.1.weight  float32[16, 16]  dense" in v2 and "+layers.1.weight  float32[16, 16]  " in v2
     assert "+git-theta pytorch checkpoint: 6 parameters" in v1
     assert sum(line.startswith("+") and not line.startswith("+++") for line in v2.splitlines()) == 1
     ext = repo.out("log", "-p", "--ext-diff", "-1", "HEAD~1")

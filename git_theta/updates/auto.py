@@ -1,0 +1,160 @@
+"""The default update type: per changed parameter, the smallest exact encoding.
+
+Candidates: dense (the new tensor compressed), sparse (positions and new values of the changed
+elements, on the previous value) and bitdelta (bit-pattern differences against the snapshot).
+Sparse is sized exactly (it is small when it is a candidate at all); dense and bitdelta are
+sized exactly for small tensors and estimated from sampled windows for large ones, so choosing
+costs a fraction of one encode. The stored entry records the type chosen.
+"""
+
+import numpy as np
+
+from git_theta import codec
+from git_theta.log import get_logger
+from git_theta.metadata import ParamEntry
+from git_theta.tensor import RawTensor, numel
+from git_theta.updates import chain, words
+from git_theta.updates.base import Update, UpdateContext
+from git_theta.updates.bitdelta import BitDeltaUpdate
+from git_theta.updates.delta import pack_parts
+from git_theta.updates.dense import DenseUpdate, encoded
+from git_theta.updates.sparse import SparseUpdate
+
+log = get_logger(__name__)
+EXACT_BYTES = 1 << 20  # below this, candidates are encoded whole rather than sampled
+WINDOW_BYTES = 256 << 10
+WINDOWS = 3
+SPARSE_SHARE = 0.25  # sparse is tried when at most this share of the elements changed
+
+
+def _windows(nonzero_chunks: list[int], chunk_elems: int, total: int, window: int) -> list[int]:
+    """Start offsets (in words) of sampling windows spread over the chunks that hold data."""
+    if not nonzero_chunks:
+        return []
+    picks = np.linspace(0, len(nonzero_chunks) - 1, num=min(WINDOWS, len(nonzero_chunks))).round().astype(int)
+    starts = []
+    for p in sorted(set(picks.tolist())):
+        lo = nonzero_chunks[p] * chunk_elems
+        hi = min(total, lo + chunk_elems)
+        starts.append(max(lo, lo + (hi - lo - window) // 2))
+    return starts
+
+
+def _sample_ratio(arr: np.ndarray, starts: list[int], window: int, compressor, skip_zero: bool) -> float:
+    sizes = raw = 0
+    for s in starts:
+        piece = arr[s : s + window]
+        sizes += len(pack_parts({"x": RawTensor.from_numpy(piece)}, compressor, skip_zero))
+        raw += piece.nbytes
+    return sizes / raw if raw else 0.0
+
+
+class AutoUpdate(Update):
+    """Chooses, for each changed parameter, the smallest exact encoding (the default)."""
+
+    name = "auto"
+    description = "smallest exact encoding per parameter: dense, sparse or bitdelta (default)"
+
+    def store(self, tensor: RawTensor, ctx: UpdateContext) -> ParamEntry:
+        dense = DenseUpdate()
+        if tensor.nbytes == 0 or not ctx.previous_usable():
+            return dense.store(tensor, ctx)
+        prev = ctx.previous
+        old, snap = ctx.previous_values()
+        # (size, label, store) candidates; `store` writes the chosen one
+        candidates: list[tuple[float, str, object]] = []
+        sparse, bitdelta = SparseUpdate(), BitDeltaUpdate()
+
+        if (
+            tuple(old.shape) == tuple(tensor.shape)
+            and old.dtype == tensor.dtype
+            and sparse.can_chain(prev, tensor)
+        ):
+            a, b = words.per_element(old), words.per_element(tensor)
+            neq = a != b
+            changed = int(np.count_nonzero(neq if neq.ndim == 1 else neq.any(axis=1)))
+            del neq
+            if changed <= SPARSE_SHARE * numel(tensor.shape):
+                blob = pack_parts(sparse.parts(tensor, old))
+                candidates.append(
+                    (len(blob), "sparse", lambda blob=blob: sparse.store_blob(tensor, blob, prev, ctx.store))
+                )
+        snap_entry = chain.snapshot_of(prev, ctx.name)
+        delta_parts = None
+        if snap.dtype == tensor.dtype and bitdelta.can_chain(snap_entry, tensor):
+            delta_parts = bitdelta.parts(tensor, snap)
+        if delta_parts is not None and tensor.nbytes <= EXACT_BYTES:
+            blob = pack_parts(delta_parts, bitdelta.part_compressor, True)
+            candidates.append(
+                (
+                    len(blob),
+                    "bitdelta",
+                    lambda blob=blob: bitdelta.store_blob(tensor, blob, snap_entry, ctx.store),
+                )
+            )
+            dense_blob = encoded(tensor)
+            candidates.append(
+                (len(dense_blob), "dense", lambda: dense.store_payload(tensor, dense_blob, ctx.store))
+            )
+        elif delta_parts is not None:
+            est_delta, est_dense = self._estimates(tensor, delta_parts)
+            candidates.append(
+                (
+                    est_delta,
+                    "bitdelta",
+                    lambda: bitdelta.store_blob(
+                        tensor, pack_parts(delta_parts, bitdelta.part_compressor, True), snap_entry, ctx.store
+                    ),
+                )
+            )
+            candidates.append((est_dense, "dense", lambda: dense.store(tensor, ctx)))
+        else:
+            candidates.append((tensor.nbytes, "dense", lambda: dense.store(tensor, ctx)))
+        if (
+            tuple(old.shape) != tuple(tensor.shape)
+            and chain.depth(prev) > 0
+            and bitdelta.can_chain(prev, tensor)
+        ):
+            # rows appended to a value that is itself a change: against the previous value the
+            # old rows cost nothing, against the snapshot they would carry the earlier change again
+            prev_parts = bitdelta.parts(tensor, old)
+            if prev_parts is not None:
+                blob2 = pack_parts(prev_parts, bitdelta.part_compressor, True)
+                candidates.append(
+                    (len(blob2), "bitdelta", lambda: bitdelta.store_blob(tensor, blob2, prev, ctx.store))
+                )
+        size, label, write = min(candidates, key=lambda c: c[0])
+        log.debug("auto %s: %s (%s)", ctx.name, label, ", ".join(f"{c[1]} {c[0]:.0f}" for c in candidates))
+        return write()
+
+    @staticmethod
+    def _estimates(tensor: RawTensor, parts: dict[str, RawTensor]) -> tuple[float, float]:
+        """Estimated stored sizes of (bitdelta, dense) from sampled windows of a large tensor."""
+        delta = parts["delta"].numpy()
+        item = delta.itemsize
+        chunk_elems = max(1, codec.CHUNK_BYTES // item)
+        nonzero = [
+            i
+            for i in range(-(-len(delta) // chunk_elems))
+            if delta[i * chunk_elems : (i + 1) * chunk_elems].any()
+        ]
+        window = max(1, WINDOW_BYTES // item)
+        starts = _windows(nonzero, chunk_elems, len(delta), window)
+        ratio = _sample_ratio(delta, starts, window, codec.DELTA_COMPRESSOR, True)
+        nonzero_bytes = sum(min(chunk_elems, len(delta) - i * chunk_elems) for i in nonzero) * item
+        est_delta = ratio * nonzero_bytes
+        if "tail" in parts:
+            tail = parts["tail"].numpy()
+            est_delta += (
+                _sample_ratio(tail, [0], max(1, WINDOW_BYTES // tail.itemsize), None, False) * tail.nbytes
+            )
+        new = words.words(tensor)
+        dense_starts = starts or [0]
+        dense_starts = [min(s, max(0, len(new) - window)) for s in dense_starts]
+        est_dense = _sample_ratio(new, dense_starts, window, None, False) * tensor.nbytes
+        return est_delta, est_dense
+
+    def load(self, entry: ParamEntry, store, name: str) -> RawTensor:
+        from git_theta.errors import ThetaError
+
+        raise ThetaError(f"metadata of parameter {name!r} names update type 'auto', which is never stored")

@@ -1,0 +1,44 @@
+"""Storing one tensor through an update type: the single path used by clean, merges and the API."""
+
+import dataclasses
+import hashlib
+
+from git_theta import plugins
+from git_theta.metadata import ParamEntry
+from git_theta.storage.lfs_store import LfsStore
+from git_theta.tensor import RawTensor
+from git_theta.updates.base import UpdateContext
+
+
+def tensor_hash(tensor: RawTensor) -> str:
+    """sha256 of the tensor's raw bytes: the identity an entry records."""
+    return hashlib.sha256(tensor.data).hexdigest()
+
+
+def store_tensor(
+    tensor: RawTensor,
+    store: LfsStore,
+    name: str,
+    previous: ParamEntry | None = None,
+    update_type: str = "auto",
+    side: dict[str, RawTensor] | None = None,
+    digest: str | None = None,
+) -> ParamEntry:
+    """Store `tensor` (reusing `previous` when it holds exactly these bits) and return its entry."""
+    digest = digest or tensor_hash(tensor)
+    if (
+        previous is not None
+        and side is None
+        and previous.hash == digest
+        and previous.dtype == tensor.dtype
+        and tuple(previous.shape) == tuple(tensor.shape)
+    ):
+        ctx = UpdateContext(store, name, previous)
+        if ctx.previous_usable():
+            return previous
+    ctx = UpdateContext(store, name, previous, side)
+    try:
+        entry = plugins.updates.get(update_type)().store(tensor, ctx)
+    finally:
+        ctx.release()
+    return entry if entry.hash else dataclasses.replace(entry, hash=digest)
