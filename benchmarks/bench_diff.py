@@ -24,15 +24,14 @@ READ_STORED = """
 import json, subprocess, sys
 from git_theta.metadata import Metadata
 from git_theta.storage.lfs_store import LfsStore
-from git_theta.updates.dense import DenseUpdate
-from git_theta.updates.base import UpdateContext
+from git_theta.updates import load_entry
 a = Metadata.loads(subprocess.run(["git", "show", "HEAD~1:model.pt"], capture_output=True).stdout)
 b = Metadata.loads(subprocess.run(["git", "show", "HEAD:model.pt"], capture_output=True).stdout)
 store = LfsStore.for_cwd(".")
 names = [n for n in b.params if a.params[n].hash != b.params[n].hash]
 for meta in (a, b):
     for n in names:
-        DenseUpdate().load(meta.params[n], UpdateContext(store, n))
+        load_entry(meta.params[n], store, n)
 """
 
 READ_TORCH = """
