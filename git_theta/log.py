@@ -37,7 +37,10 @@ class Progress:
         self.done += n
         if self.enabled and time.monotonic() - self.start >= self.delay:
             self.shown = True
-            sys.stderr.write(f"\rgit-theta: {self.label}: {self.done}/{self.total}")
+            elapsed = time.monotonic() - self.start
+            left = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+            eta = f", ETA {left:.0f}s" if self.done < self.total else ""
+            sys.stderr.write(f"\rgit-theta: {self.label}: {self.done}/{self.total}{eta}   ")
             sys.stderr.flush()
 
     def close(self) -> None:

@@ -1,0 +1,224 @@
+"""The streaming merge: inputs checked up front, then one parameter group at a time is loaded,
+merged, stored by git-theta and dropped, so memory stays near the largest tensor times the
+number of inputs, never whole models. The result is committed and checked out at OUT."""
+
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+
+import torch
+
+from git_theta import parallel
+from git_theta.errors import ThetaError
+from git_theta.git import attributes, repo
+from git_theta.git.commit import commit_paths, write_blob
+from git_theta.log import Progress, get_logger
+from git_theta.metadata import Metadata, ParamEntry
+from git_theta.storage.lfs_store import LfsStore
+from git_theta.updates.save import store_tensor
+from git_theta_merge_cli import methods
+from git_theta_merge_cli.methods.base import Inputs
+from git_theta_merge_cli.sources import GitModel, from_torch, open_aux, to_torch
+
+log = get_logger(__name__)
+_SHOWN = 8
+
+
+@dataclass
+class Request:
+    """One merge, as given on the command line."""
+
+    models: list[str]
+    method: str
+    output: str
+    aux: list[str] = field(default_factory=list)
+    ancestor: str | None = None
+    args: dict[str, list[str]] = field(default_factory=dict)
+    message: str | None = None
+    device: str = "cpu"
+    seed: int = 0
+
+
+def _listing(items: list[str]) -> str:
+    return ", ".join(items[:_SHOWN]) + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
+
+
+def check_inputs(models: list[GitModel], ancestor: GitModel | None, aux: list, method) -> None:
+    """Same parameter names and shapes everywhere; aux data where the method needs it."""
+    first = models[0]
+    problems = []
+    for other in models[1:] + ([ancestor] if ancestor else []):
+        missing = sorted(set(first.names) - set(other.names))
+        extra = sorted(set(other.names) - set(first.names))
+        if missing:
+            problems.append(f"{other.spec} lacks {_listing(missing)}")
+        if extra:
+            problems.append(f"{other.spec} has parameters {first.spec} lacks: {_listing(extra)}")
+        shapes = [
+            f"{n} {list(first.shape(n))} vs {list(other.shape(n))}"
+            for n in first.names
+            if n in other.names and first.shape(n) != other.shape(n)
+        ]
+        if shapes:
+            problems.append(f"shapes differ between {first.spec} and {other.spec}: {_listing(shapes)}")
+    if method.aux_kind == "fisher":
+        floats = [n for n in first.names if first.entry(n).dtype.startswith(("float", "bfloat"))]
+        for a in aux:
+            lacking = [n for n in floats if n not in a.names]
+            wrong = [n for n in floats if n in a.names and a.shape(n) != first.shape(n)]
+            if lacking:
+                problems.append(f"aux data {a.spec} has no Fisher for {_listing(lacking)}")
+            if wrong:
+                problems.append(f"aux data {a.spec} has Fisher of the wrong shape for {_listing(wrong)}")
+    elif method.aux_kind == "gram":
+        for a in aux:
+            stray = [n for n in a.names if n not in first.names]
+            if stray:
+                problems.append(f"aux data {a.spec} names parameters the models lack: {_listing(stray)}")
+    if problems:
+        raise ThetaError("cannot merge: " + "; ".join(problems))
+
+
+def _seed(seed: int, name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _global_sign(path: str, n_models: int) -> dict:
+    from git_theta_merge_cli.majority_sign import read_sign_file
+
+    return read_sign_file(path, n_models)
+
+
+def run(req: Request, cwd: str | None = None) -> str:
+    """Merge, store, commit and check out; returns the new commit's sha."""
+    top = repo.root(cwd)
+    repo.require_lfs()
+    method = methods.get(req.method)
+    device = "cuda" if req.method.endswith("-gpu") else req.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ThetaError("--device cuda: no CUDA device is available here; use --device cpu")
+    args = method.parse_args(req.args)
+    method.check(len(req.models), req.ancestor is not None, len(req.aux), args)
+    store = LfsStore.for_cwd(top)
+    models = [GitModel(spec, top, store) for spec in req.models]
+    ancestor = GitModel(req.ancestor, top, store) if req.ancestor else None
+    aux = [open_aux(spec, top, store) for spec in req.aux]
+    check_inputs(models, ancestor, aux, method)
+    extra = {}
+    if args.get("global_majority_sign"):
+        extra["global_majority_sign"] = _global_sign(args["global_majority_sign"], len(models))
+    out_rev, out_path = "HEAD", os.path.relpath(os.path.abspath(req.output), top).replace(os.sep, "/")
+    if out_path.startswith("../"):
+        raise ThetaError(f"{req.output}: the output must be inside the repository")
+    previous = _previous(top, out_rev, out_path)
+    for src in models + ([ancestor] if ancestor else []) + aux:
+        src.ensure_objects()
+
+    names = models[0].names
+    entries: dict[str, ParamEntry] = {}
+    computed = 0
+    progress = Progress(f"merging {len(names)} parameters with {method.name}", len(names))
+    try:
+        for group in method.groups(names):
+            if all(_same_everywhere(models, n) for n in group):
+                for n in group:
+                    entries[n] = models[0].entry(n)  # equal in every model: copied, not computed
+                progress.advance(len(group))
+                continue
+            results = _merge_group(group, models, ancestor, aux, method, args, device, req.seed, extra)
+            for n, value in results.items():
+                entries[n] = store_tensor(
+                    value, store, n, previous.get(n) or (ancestor or models[0]).entry(n), "auto"
+                )
+            computed += len(group)
+            progress.advance(len(group))
+    finally:
+        progress.close()
+    meta = Metadata(models[0].meta.format, models[0].meta.layout, {n: entries[n] for n in names})
+    blobs = {out_path: write_blob(meta.dumps(), top)}
+    if not attributes.tracked_paths([out_path], top):
+        from git_theta.commands.track import track
+
+        track(out_path, cwd=top)
+        blobs[".gitattributes"] = repo.run(["rev-parse", ":.gitattributes"], cwd=top).decode().strip()
+    commit = commit_paths(top, blobs, _message(req, method, args, computed, len(names)))
+    if os.path.exists(os.path.join(top, out_path)):
+        os.remove(os.path.join(top, out_path))
+    repo.run(["checkout", "--", out_path], cwd=top)
+    log.info(
+        "merged %d of %d parameters (the rest equal in all models) into %s", computed, len(names), out_path
+    )
+    return commit
+
+
+def _previous(top: str, rev: str, path: str) -> dict[str, ParamEntry]:
+    blob = repo.read_blob(f"{rev}:{path}", cwd=top)
+    try:
+        return Metadata.loads(blob, path).params if blob else {}
+    except ThetaError:
+        return {}
+
+
+def _same_everywhere(models: list[GitModel], name: str) -> bool:
+    first = models[0].entry(name)
+    return all(m.entry(name).same_tensor(first) for m in models[1:])
+
+
+def _merge_group(group, models, ancestor, aux, method, args, device, seed, extra) -> dict:
+    """Load every input of the group (decoded in parallel), merge on `device`, return raw tensors."""
+    dtypes = {n: models[0].entry(n).dtype for n in group}
+    floats = {n: dt.startswith(("float", "bfloat")) for n, dt in dtypes.items()}
+    out = {}
+    for n in group:
+        if not floats[n]:
+            log.warning("%s: %s values differ between models; the first model's are kept", n, dtypes[n])
+            out[n] = models[0].load(n)
+    todo = [n for n in group if floats[n]]
+    if not todo:
+        return out
+
+    def compute_dtype(n):
+        return torch.float64 if dtypes[n] == "float64" else torch.float32
+
+    jobs = [(src, n) for n in todo for src in models + ([ancestor] if ancestor else [])]
+    jobs += [(a, n) for n in todo for a in aux if n in a.names]
+    loaded = dict(
+        zip(
+            jobs,
+            parallel.ordered_map(
+                lambda job: to_torch(job[0].load(job[1]), device, compute_dtype(job[1])), jobs
+            ),
+        )
+    )
+    inputs = {}
+    for n in todo:
+        aux_n = [loaded[(a, n)] for a in aux if (a, n) in loaded] or None
+        inputs[n] = Inputs(
+            n,
+            [loaded.pop((m, n)) for m in models],
+            loaded.pop((ancestor, n)) if ancestor else None,
+            aux_n if aux_n and len(aux_n) == len(models) else None,
+            _seed(seed, n),
+            extra,
+        )
+    del loaded
+    for n, value in method.merge_group(inputs, args).items():
+        out[n] = from_torch(value, dtypes[n])
+    return out
+
+
+def _message(req: Request, method, args: dict, computed: int, total: int) -> str:
+    head = req.message or f"Merge {len(req.models)} models with {method.name}"
+    record = {
+        "method": method.name,
+        "arguments": args,
+        "models": req.models,
+        "ancestor": req.ancestor,
+        "aux_data": req.aux,
+        "seed": req.seed,
+        "device": req.device,
+        "parameters_merged": computed,
+        "parameters_total": total,
+    }
+    return f"{head}\n\ngit-theta-merge-cli: {json.dumps(record, sort_keys=True)}\n"
