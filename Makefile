@@ -16,10 +16,10 @@ git-lfs:
 	@git lfs version
 
 install: git-lfs
-	$(PIP) install -q $(TORCH) -e ".[pytorch,safetensors]"
+	$(PIP) install -q $(TORCH) -e ".[pytorch,safetensors]" -e plugins/merge-cli
 
 install-dev: git-lfs
-	$(PIP) install -q $(TORCH) -e ".[pytorch,safetensors,test]" -r requirements-dev.txt
+	$(PIP) install -q $(TORCH) -e ".[pytorch,safetensors,test]" -e plugins/merge-cli -r requirements-dev.txt
 	# the loopback HTTP LFS server for tests; its own dependency pins do not resolve, so by name
 	$(PIP) install -q --no-deps giftless==0.6.2
 
@@ -31,6 +31,8 @@ test: install-dev
 
 bench: install
 	$(PYTHON) benchmarks/bench_core.py --runs 3
+	$(PYTHON) benchmarks/bench_updates.py
+	$(PYTHON) benchmarks/bench_merge.py
 
 lint: install-dev
 	pre-commit run --all-files

@@ -1,5 +1,8 @@
 """git-theta: version control for machine-learning model checkpoints, parameter by parameter."""
 
+import os
+import pathlib
+
 from setuptools import find_packages, setup
 
 CHECKPOINTS = [
@@ -51,6 +54,10 @@ EXTRAS = {
 EXTRAS["all"] = sorted(
     {d for k in ("pytorch", "safetensors", "tensorflow", "flax", "plot") for d in EXTRAS[k]}
 )
+# the merge CLI plug-in ships in this repository (plugins/merge-cli); `.[all]` installs it from there
+_MERGE_CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins", "merge-cli")
+if os.path.isdir(_MERGE_CLI):
+    EXTRAS["all"].append(f"git-theta-merge-cli @ {pathlib.Path(_MERGE_CLI).as_uri()}")
 
 setup(
     name="git-theta",

@@ -10,7 +10,7 @@ from git_theta_merge_cli.methods.linear import LAMBDA
 def kth_largest(values: torch.Tensor, k: int) -> float:
     """The k-th largest entry (k >= 1) of a flat tensor."""
     n = values.numel()
-    return float(torch.kthvalue(values.reshape(-1).float().cpu(), n - k + 1).values)
+    return float(torch.kthvalue(values.reshape(-1).cpu(), n - k + 1).values)
 
 
 def trim_top(tau: torch.Tensor, density: float, threshold: float | None = None) -> torch.Tensor:
