@@ -153,6 +153,7 @@ def main():
     ap.add_argument("--history", type=int, default=30)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--only", choices=["storage", "checkout"], default=None, help="run one half")
     args = ap.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="theta-bench-updates-")
     os.makedirs(workdir, exist_ok=True)
@@ -167,9 +168,21 @@ def main():
     factor_bytes = side_file(models["lora"] + ".lora.pt", side_pt)
     size = os.path.getsize(models["init"])
 
+    if args.only != "checkout":
+        report_storage(workdir, models, side_pt, factor_bytes, size, args.scale)
+    if args.only != "storage":
+        times = checkout_times(workdir, args.history, args.scale, args.runs)
+        print(
+            f"\ncheckout of the newest commit (median of {args.runs}): 1-commit history {times[1]:.2f} s, "
+            f"{args.history}-commit dense history {times[args.history]:.2f} s, "
+            f"ratio {times[args.history] / times[1]:.2f}  (target <= 1.5)"
+        )
+
+
+def report_storage(workdir, models, side_pt, factor_bytes, size, scale):
     results = {side: storage_run(side, workdir, models, side_pt) for side in ("lfs", "theta")}
     print(
-        f"\nGPT-2 ({args.scale}) fp32 checkpoint {size / 1e6:.1f} MB; stored bytes added by each commit on top of init\n"
+        f"\nGPT-2 ({scale}) fp32 checkpoint {size / 1e6:.1f} MB; stored bytes added by each commit on top of init\n"
     )
     print(f"{'change':<12}{'Git LFS MB':>12}{'git-theta MB':>14}{'vs ckpt':>9}{'vs LFS':>8}  target")
     for kind in SCENARIOS:
@@ -186,13 +199,6 @@ def main():
         + ", ".join(f"{k} {results['theta'][k + ' objects']}" for k in SCENARIOS)
     )
     print("(git-theta bytes include the commit's git objects: metadata blob, tree, commit)")
-
-    times = checkout_times(workdir, args.history, args.scale, args.runs)
-    print(
-        f"\ncheckout of the newest commit (median of {args.runs}): 1-commit history {times[1]:.2f} s, "
-        f"{args.history}-commit dense history {times[args.history]:.2f} s, "
-        f"ratio {times[args.history] / times[1]:.2f}  (target <= 1.5)"
-    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def commit_paths(top: str, blobs: dict[str, str], message: str) -> str:
         if os.path.exists(index):
             os.remove(index)
     parents = ["-p", "HEAD"] if has_head else []
-    commit = repo.run(["commit-tree", tree, *parents, "-F", "-"], cwd=top, input=message.encode()).decode().strip()
+    commit = (
+        repo.run(["commit-tree", tree, *parents, "-F", "-"], cwd=top, input=message.encode()).decode().strip()
+    )
     subject = message.splitlines()[0] if message else ""
     repo.run(["update-ref", "-m", f"commit: {subject}", "HEAD", commit], cwd=top)
     for path, blob in blobs.items():

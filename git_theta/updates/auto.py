@@ -73,13 +73,17 @@ class AutoUpdate(Update):
             a, b = words.per_element(old), words.per_element(tensor)
             neq = a != b
             changed = int(np.count_nonzero(neq if neq.ndim == 1 else neq.any(axis=1)))
-            del neq
+            del neq, a, b
             if changed <= SPARSE_SHARE * numel(tensor.shape):
                 blob = pack_parts(sparse.parts(tensor, old))
                 candidates.append(
                     (len(blob), "sparse", lambda blob=blob: sparse.store_blob(tensor, blob, prev, ctx.store))
                 )
         snap_entry = chain.snapshot_of(prev, ctx.name)
+        grown_on_change = tuple(old.shape) != tuple(tensor.shape) and chain.depth(prev) > 0
+        if not grown_on_change:
+            del old
+            ctx.keep_snapshot_only()  # the previous value is not needed past here: free it early
         delta_parts = None
         if snap.dtype == tensor.dtype and bitdelta.can_chain(snap_entry, tensor):
             delta_parts = bitdelta.parts(tensor, snap)
@@ -110,11 +114,7 @@ class AutoUpdate(Update):
             candidates.append((est_dense, "dense", lambda: dense.store(tensor, ctx)))
         else:
             candidates.append((tensor.nbytes, "dense", lambda: dense.store(tensor, ctx)))
-        if (
-            tuple(old.shape) != tuple(tensor.shape)
-            and chain.depth(prev) > 0
-            and bitdelta.can_chain(prev, tensor)
-        ):
+        if grown_on_change and bitdelta.can_chain(prev, tensor):
             # rows appended to a value that is itself a change: against the previous value the
             # old rows cost nothing, against the snapshot they would carry the earlier change again
             prev_parts = bitdelta.parts(tensor, old)

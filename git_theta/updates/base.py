@@ -39,6 +39,11 @@ class UpdateContext:
             self._values = chain.rebuild(self.previous, self.store, self.name, keep_snapshot=True)
         return self._values
 
+    def keep_snapshot_only(self) -> None:
+        """Drop the previous value (keeping the snapshot) once it is no longer needed."""
+        if self._values is not None:
+            self._values = (None, self._values[1])
+
     def release(self) -> None:
         """Drop the previous values so their memory goes before the next parameter's."""
         self._values = None

@@ -62,7 +62,12 @@ class BitDeltaUpdate(DeltaUpdate):
         per = words.per(old.dtype)
         if len(delta) > len(a) or len(delta) + len(tail) != numel(entry.shape) * per:
             raise ThetaError(f"bit delta of parameter {name!r} does not fit its shape {list(entry.shape)}")
+        if not delta.flags.writeable:
+            delta = delta.copy()
+        if not len(tail):  # the common case: rebuilt in the decoded buffer, no new allocation
+            return words.to_tensor(words.zigzag_apply(a[: len(delta)], delta), entry.dtype, entry.shape)
         new = np.empty(len(delta) + len(tail), dtype=a.dtype)
-        new[: len(delta)] = words.zigzag_apply(a[: len(delta)], delta)
+        new[: len(delta)] = delta
+        words.zigzag_apply(a[: len(delta)], new[: len(delta)])
         new[len(delta) :] = tail
         return words.to_tensor(new, entry.dtype, entry.shape)

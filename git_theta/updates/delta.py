@@ -20,29 +20,47 @@ from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.dense import write_object
 
 
+MAGIC = b"GTPARTS1"
+
+
 def pack_parts(parts: dict[str, RawTensor], compressor: dict | None = None, skip_zero: bool = False) -> bytes:
-    """The stored form of a change: msgpack {part: {dtype, shape, data}}."""
-    packer = msgpack.Packer(use_bin_type=True)
-    out = io.BytesIO()
-    out.write(packer.pack_map_header(len(parts)))
+    """The stored form of a change: MAGIC, a little-endian u32 header length, a msgpack header
+    {part: [dtype, shape, offset, length]}, then each part's codec bytes, back to back, so
+    reading decodes straight from the (mapped) object without copying the payloads."""
+    payloads, header, offset = [], {}, 0
     for part_name, part in parts.items():
         buf = io.BytesIO()
         codec.encode(part, buf, compressor, skip_zero)
-        out.write(packer.pack(part_name))
-        out.write(packer.pack({"dtype": part.dtype, "shape": list(part.shape), "data": buf.getvalue()}))
-    return out.getvalue()
+        data = buf.getvalue()
+        header[part_name] = [part.dtype, list(part.shape), offset, len(data)]
+        payloads.append(data)
+        offset += len(data)
+    head = msgpack.packb(header, use_bin_type=True)
+    return b"".join([MAGIC, len(head).to_bytes(4, "little"), head, *payloads])
 
 
 def unpack_parts(blob, name: str) -> dict[str, RawTensor]:
-    """Inverse of pack_parts, with a clear error for anything else."""
+    """Inverse of pack_parts (and of the first layout: one msgpack map holding the bytes)."""
+    view = memoryview(blob)
     try:
-        packed = msgpack.unpackb(blob, raw=False)
+        if bytes(view[: len(MAGIC)]) == MAGIC:
+            n = int.from_bytes(view[len(MAGIC) : len(MAGIC) + 4], "little")
+            start = len(MAGIC) + 4 + n
+            header = msgpack.unpackb(view[len(MAGIC) + 4 : start], raw=False)
+            if not isinstance(header, dict):
+                raise TypeError("not a map of parts")
+            out = {}
+            for k, (dtype, shape, off, length) in header.items():
+                if off < 0 or length < 0 or start + off + length > len(view):
+                    raise ValueError(f"part {k} runs past the end")
+                data = view[start + off : start + off + length]
+                out[str(k)] = codec.decode(data, str(dtype), tuple(int(x) for x in shape), f"{name!r} {k}")
+            return out
+        packed = msgpack.unpackb(view, raw=False)
         if not isinstance(packed, dict):
             raise TypeError("not a map of parts")
         return {
-            str(k): codec.decode(
-                v["data"], str(v["dtype"]), tuple(int(s) for s in v["shape"]), f"{name!r} {k}"
-            )
+            str(k): codec.decode(v["data"], str(v["dtype"]), tuple(int(s) for s in v["shape"]), f"{name!r} {k}")
             for k, v in packed.items()
         }
     except ThetaError:

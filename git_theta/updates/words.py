@@ -35,20 +35,38 @@ def to_tensor(w: np.ndarray, dtype: str, shape: tuple[int, ...]) -> RawTensor:
     return RawTensor(dtype, tuple(shape), memoryview(np.ascontiguousarray(w).reshape(-1).view(np.uint8)))
 
 
+_BLOCK = 1 << 20  # elements per block: temporaries stay in cache and fresh allocations small
+
+
 def zigzag_diff(new: np.ndarray, old: np.ndarray) -> np.ndarray:
-    """(new - old) wrapping, zigzag-coded: small differences of either sign -> small words."""
-    d = np.subtract(new, old)  # unsigned: wraps modulo 2**bits
-    bits = d.itemsize * 8
-    sign = d >> np.array(bits - 1, dtype=d.dtype)
-    d <<= np.array(1, dtype=d.dtype)
-    d ^= np.negative(sign)
-    return d
+    """(new - old) wrapping, zigzag-coded: small differences of either sign -> small words.
+
+    Works block by block into one output array (fresh large temporaries cost page faults)."""
+    out = np.empty_like(new)
+    bits = np.array(new.itemsize * 8 - 1, dtype=new.dtype)
+    one = np.array(1, dtype=new.dtype)
+    sign = np.empty(min(len(new), _BLOCK), dtype=new.dtype)
+    for i in range(0, len(new), _BLOCK):
+        d = out[i : i + _BLOCK]
+        s = sign[: len(d)]
+        np.subtract(new[i : i + _BLOCK], old[i : i + _BLOCK], out=d)  # unsigned: wraps modulo 2**bits
+        np.right_shift(d, bits, out=s)
+        np.negative(s, out=s)
+        np.left_shift(d, one, out=d)
+        np.bitwise_xor(d, s, out=d)
+    return out
 
 
 def zigzag_apply(old: np.ndarray, code: np.ndarray) -> np.ndarray:
-    """Inverse of zigzag_diff: old + decoded difference (a new array)."""
+    """Inverse of zigzag_diff, in place: `code` (writable) becomes old + decoded difference."""
     one = np.array(1, dtype=code.dtype)
-    d = code >> one
-    d ^= np.negative(code & one)
-    d += old
-    return d
+    sign = np.empty(min(len(code), _BLOCK), dtype=code.dtype)
+    for i in range(0, len(code), _BLOCK):
+        c = code[i : i + _BLOCK]
+        s = sign[: len(c)]
+        np.bitwise_and(c, one, out=s)
+        np.negative(s, out=s)
+        np.right_shift(c, one, out=c)
+        np.bitwise_xor(c, s, out=c)
+        np.add(c, old[i : i + _BLOCK], out=c)
+    return code
