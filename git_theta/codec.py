@@ -13,6 +13,8 @@ One whole-tensor chunk encodes at ~130 MB/s (no parallelism), hence the chunking
 is recorded per parameter, so stored objects stay readable if the choice changes.
 """
 
+import mmap
+
 import msgpack
 import numpy as np
 import tensorstore as ts
@@ -24,6 +26,7 @@ from git_theta.tensor import RawTensor, numel
 NAME = "zarr-blosc-lz4-9-bitshuffle"
 CHUNK_BYTES = 8 << 20
 SLAB_BYTES = 64 << 20
+DECODE_SLAB_BYTES = 4 * CHUNK_BYTES  # a few chunks: decoded in parallel, little held at once
 _COMPRESSOR = {"id": "blosc", "cname": "lz4", "clevel": 9, "shuffle": 2}
 # Changes (bit-pattern differences) have long runs of zero high bits: zstd gains ~4% over lz4 there.
 DELTA_NAME = "zarr-blosc-zstd-3-bitshuffle"
@@ -122,7 +125,7 @@ def _emit(kv, key: bytes, sink, packer) -> None:
         del kv[key]
 
 
-def _chunks(view: memoryview) -> dict[str, memoryview]:
+def _chunks(view: memoryview, ends: dict | None = None) -> dict[str, memoryview]:
     """Parse the msgpack map of key -> bin that `encode` writes, as views (no copies)."""
     packer_err = ValueError("not a msgpack map of chunks")
     pos = 0
@@ -159,21 +162,42 @@ def _chunks(view: memoryview) -> dict[str, memoryview]:
             raise packer_err
         vlen = int.from_bytes(take({0xC4: 1, 0xC5: 2, 0xC6: 4}[tag]), "big")
         out[key] = take(vlen)
+        if ends is not None:
+            ends[key] = pos
     if pos != len(view):
         raise packer_err
     return out
 
 
-def decode(blob: bytes, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> RawTensor:
-    """Rebuild a tensor from its stored form; a clear error when the blob is not one."""
+def _release(blob, lo: int = 0, hi: int | None = None) -> None:
+    """Drop a mapped object's pages in [lo, hi) from this process (they stay in the page cache):
+    a mapping's touched pages count as our memory until unmapped."""
+    if isinstance(blob, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        page = mmap.PAGESIZE
+        start = lo // page * page
+        stop = len(blob) if hi is None else hi
+        if stop > start:
+            try:
+                blob.madvise(mmap.MADV_DONTNEED, start, stop - start)
+            except (OSError, ValueError):
+                pass
+
+
+def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> RawTensor:
+    """Rebuild a tensor from its stored form; a clear error when the blob is not one.
+
+    Chunks go through tensorstore a slab at a time into one output array, so decoding needs
+    the output plus about one slab, not a second copy of the compressed tensor.
+    """
     dt = dtypes.get(dtype)
     try:
-        entries = _chunks(memoryview(blob))
+        view = memoryview(blob)
+        ends: dict[str, int] = {}
+        entries = _chunks(view, ends)
+        _release(blob)  # the pages the checksum touched
         ctx = ts.Context()
         kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
-        for key, value in entries.items():
-            kv.write(key, bytes(value)).result()
-        del entries
+        kv.write(".zarray", bytes(entries.pop(".zarray"))).result()
         store = ts.open({"driver": "zarr", "kvstore": {"driver": "memory"}}, open=True, context=ctx).result()
         if (
             tuple(store.shape) != tuple(shape)
@@ -183,7 +207,14 @@ def decode(blob: bytes, dtype: str, shape: tuple[int, ...], what: str = "tensor"
             raise ValueError(
                 f"stored {store.dtype.name}{list(store.shape)}, metadata says {dt.name}{list(shape)}"
             )
-        array = store.read().result() if numel(shape) else np.zeros(shape, dtype=dt.numpy())
+        if not numel(shape):
+            array = np.zeros(shape, dtype=dt.numpy())
+        elif not shape:
+            for key, value in entries.items():
+                kv.write(key, bytes(value)).result()
+            array = store.read().result()
+        else:
+            array = _read_slabs(store, kv, entries, ends, blob)
     except ThetaError:
         raise
     except Exception as exc:
@@ -191,3 +222,25 @@ def decode(blob: bytes, dtype: str, shape: tuple[int, ...], what: str = "tensor"
     return RawTensor(
         dt.name, tuple(shape), memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
     )
+
+
+def _read_slabs(store, kv, entries: dict[str, memoryview], ends: dict[str, int], blob) -> np.ndarray:
+    """Fill one output array slab by slab (rows of chunks along the first axis)."""
+    rows = store.chunk_layout.read_chunk.shape[0]
+    out = np.empty(store.shape, dtype=store.dtype.numpy_dtype)
+    row_bytes = out.nbytes // max(1, out.shape[0])
+    step = rows * max(1, DECODE_SLAB_BYTES // max(1, rows * row_bytes))
+    by_row: dict[int, list[str]] = {}
+    for key in entries:
+        by_row.setdefault(int(key.split(".")[0]), []).append(key)
+    for start in range(0, out.shape[0], step):
+        stop = min(start + step, out.shape[0])
+        keys = [k for r in range(start // rows, -(-stop // rows)) for k in by_row.get(r, [])]
+        for key in keys:
+            kv.write(key, bytes(entries[key])).result()
+        out[start:stop] = store[start:stop].read().result()
+        for key in keys:
+            del kv[key]
+        if keys:
+            _release(blob, 0, max(ends[k] for k in keys))
+    return out

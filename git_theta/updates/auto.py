@@ -107,7 +107,10 @@ class AutoUpdate(Update):
                     est_delta,
                     "bitdelta",
                     lambda: bitdelta.store_blob(
-                        tensor, pack_parts(delta_parts, bitdelta.part_compressor, True), snap_entry, ctx.store
+                        tensor,
+                        lambda sink: pack_parts(delta_parts, bitdelta.part_compressor, True, sink),
+                        snap_entry,
+                        ctx.store,
                     ),
                 )
             )

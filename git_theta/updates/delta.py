@@ -19,11 +19,12 @@ from git_theta.updates import chain
 from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.dense import write_object
 
-
 MAGIC = b"GTPARTS1"
 
 
-def pack_parts(parts: dict[str, RawTensor], compressor: dict | None = None, skip_zero: bool = False) -> bytes:
+def pack_parts(
+    parts: dict[str, RawTensor], compressor: dict | None = None, skip_zero: bool = False, sink=None
+) -> bytes | None:
     """The stored form of a change: MAGIC, a little-endian u32 header length, a msgpack header
     {part: [dtype, shape, offset, length]}, then each part's codec bytes, back to back, so
     reading decodes straight from the (mapped) object without copying the payloads."""
@@ -36,7 +37,12 @@ def pack_parts(parts: dict[str, RawTensor], compressor: dict | None = None, skip
         payloads.append(data)
         offset += len(data)
     head = msgpack.packb(header, use_bin_type=True)
-    return b"".join([MAGIC, len(head).to_bytes(4, "little"), head, *payloads])
+    pieces = [MAGIC, len(head).to_bytes(4, "little"), head, *payloads]
+    if sink is None:
+        return b"".join(pieces)
+    for piece in pieces:  # straight into the store: no joined copy of a large change
+        sink.write(piece)
+    return None
 
 
 def unpack_parts(blob, name: str) -> dict[str, RawTensor]:
@@ -60,7 +66,9 @@ def unpack_parts(blob, name: str) -> dict[str, RawTensor]:
         if not isinstance(packed, dict):
             raise TypeError("not a map of parts")
         return {
-            str(k): codec.decode(v["data"], str(v["dtype"]), tuple(int(s) for s in v["shape"]), f"{name!r} {k}")
+            str(k): codec.decode(
+                v["data"], str(v["dtype"]), tuple(int(s) for s in v["shape"]), f"{name!r} {k}"
+            )
             for k, v in packed.items()
         }
     except ThetaError:
@@ -116,8 +124,8 @@ class DeltaUpdate(Update):
             entry.hash = hashlib.sha256(stored.data).hexdigest()
         return entry
 
-    def store_blob(self, tensor: RawTensor, blob: bytes, base: ParamEntry, store: LfsStore) -> ParamEntry:
-        """Write packed parts and return the entry that applies them to `base`."""
+    def store_blob(self, tensor: RawTensor, blob, base: ParamEntry, store: LfsStore) -> ParamEntry:
+        """Write packed parts (bytes, or a callable writing them to a sink); the entry applying them to `base`."""
         oid, size = write_object(store, blob)
         codec_name = codec.DELTA_NAME if self.part_compressor is codec.DELTA_COMPRESSOR else codec.NAME
         extra = {"base": base.to_json()}

@@ -78,6 +78,9 @@ def describe_methods() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     get_logger()  # GIT_THETA_LOG_LEVEL applies
+    from git_theta.memory import limit_arenas
+
+    limit_arenas(1)  # memory is this tool's promise: one malloc arena for all decoding threads
     try:
         rest, xargs = split_method_args(list(sys.argv[1:] if argv is None else argv))
         ns = parser().parse_args(rest)

@@ -14,6 +14,7 @@ from git_theta.errors import ThetaError
 from git_theta.git import attributes, repo
 from git_theta.git.commit import commit_paths, write_blob
 from git_theta.log import Progress, get_logger
+from git_theta.memory import release_free_memory
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.updates.save import store_tensor
@@ -23,6 +24,7 @@ from git_theta_merge_cli.sources import GitModel, from_torch, open_aux, to_torch
 
 log = get_logger(__name__)
 _SHOWN = 8
+LARGE_BYTES = 32 << 20
 
 
 @dataclass
@@ -128,9 +130,12 @@ def run(req: Request, cwd: str | None = None) -> str:
                 continue
             results = _merge_group(group, models, ancestor, aux, method, args, device, req.seed, extra)
             for n, value in results.items():
-                entries[n] = store_tensor(
-                    value, store, n, previous.get(n) or (ancestor or models[0]).entry(n), "auto"
-                )
+                # large results are stored dense (streamed slab by slab): a delta against the
+                # previous value would need that value decoded too, at the memory peak
+                kind = "dense" if value.nbytes > LARGE_BYTES else "auto"
+                base = previous.get(n) or (ancestor or models[0]).entry(n)
+                entries[n] = store_tensor(value, store, n, base, kind)
+
             computed += len(group)
             progress.advance(len(group))
     finally:
@@ -181,31 +186,55 @@ def _merge_group(group, models, ancestor, aux, method, args, device, seed, extra
     def compute_dtype(n):
         return torch.float64 if dtypes[n] == "float64" else torch.float32
 
-    jobs = [(src, n) for n in todo for src in models + ([ancestor] if ancestor else [])]
+    streaming = getattr(method, "streams_models", False) and len(todo) == 1
+    sources = ([] if streaming else models) + ([ancestor] if ancestor else [])
+    jobs = [(src, n) for n in todo for src in sources]
     jobs += [(a, n) for n in todo for a in aux if n in a.names]
-    loaded = dict(
-        zip(
-            jobs,
-            parallel.ordered_map(
-                lambda job: to_torch(job[0].load(job[1]), device, compute_dtype(job[1])), jobs
-            ),
-        )
-    )
+    # small tensors: two loads in flight; large ones one at a time (each decode already runs on
+    # all cores, and a second in flight would double the decoding buffers at the memory peak)
+    big = max(models[0].entry(n).size for n in todo) > LARGE_BYTES
+
+    def load(job):
+        tensor = to_torch(job[0].load(job[1]), device, compute_dtype(job[1]))
+        if big:
+            release_free_memory()  # the decoding buffers go back before the next input arrives
+        return tensor
+
+    loaded = dict(zip(jobs, parallel.ordered_map(load, jobs, ahead=1 if big else 2)))
     inputs = {}
     for n in todo:
         aux_n = [loaded[(a, n)] for a in aux if (a, n) in loaded] or None
         inputs[n] = Inputs(
             n,
-            [loaded.pop((m, n)) for m in models],
+            LazyModels(models, n, load) if streaming else [loaded.pop((m, n)) for m in models],
             loaded.pop((ancestor, n)) if ancestor else None,
             aux_n if aux_n and len(aux_n) == len(models) else None,
             _seed(seed, n),
             extra,
         )
     del loaded
-    for n, value in method.merge_group(inputs, args).items():
-        out[n] = from_torch(value, dtypes[n])
+    merged = method.merge_group(inputs, args)
+    del inputs  # the inputs go before the results are converted and stored
+    for n in list(merged):
+        out[n] = from_torch(merged.pop(n), dtypes[n])
     return out
+
+
+class LazyModels:
+    """The models' values of one parameter, each loaded when first asked for and not kept here:
+    a method that streams (TIES) holds one full input at a time besides the ancestor."""
+
+    def __init__(self, models, name: str, load):
+        self.models, self.name, self._load = models, name, load
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self._load((self.models[i], self.name))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
 
 
 def _message(req: Request, method, args: dict, computed: int, total: int) -> str:

@@ -37,8 +37,10 @@ def to_torch(t: RawTensor, device: str, compute: torch.dtype | None = None) -> t
 def from_torch(x: torch.Tensor, dtype: str) -> RawTensor:
     """A merged tensor back to raw bytes in the parameter's dtype."""
     x = x.to(device="cpu", dtype=torch_dtype(dtype)).contiguous()
-    data = x.reshape(-1).view(torch.uint8).numpy() if x.numel() else b""
-    return RawTensor(dtype, tuple(x.shape), memoryview(bytes(data)))
+    if not x.numel():
+        return RawTensor(dtype, tuple(x.shape), memoryview(b""))
+    data = x.reshape(-1).view(torch.uint8).numpy()  # shares x's memory: no copy of a large result
+    return RawTensor(dtype, tuple(x.shape), memoryview(data))
 
 
 def split_spec(spec: str, top: str) -> tuple[str, str]:

@@ -6,42 +6,96 @@ from git_theta.errors import ThetaError
 from git_theta_merge_cli.methods.base import Arg, Inputs, MergeMethod, task_vectors
 from git_theta_merge_cli.methods.linear import LAMBDA
 
+BLOCK = 1 << 20  # elements per block: temporaries stay small whatever the tensor's size
+_BINS = 1 << 16
+
+
+def _blocks(n: int):
+    for start in range(0, n, BLOCK):
+        yield slice(start, min(n, start + BLOCK))
+
 
 def kth_largest(values: torch.Tensor, k: int) -> float:
-    """The k-th largest entry (k >= 1) of a flat tensor."""
-    n = values.numel()
-    return float(torch.kthvalue(values.reshape(-1).cpu(), n - k + 1).values)
+    """The k-th largest entry (k >= 1) of a tensor of non-negative values."""
+    flat = values.reshape(-1)
+    return float(torch.kthvalue(flat.cpu(), flat.numel() - k + 1).values)
+
+
+def kth_largest_abs(tau: torch.Tensor, k: int) -> float:
+    """The k-th largest |entry| of `tau`, exactly, with O(block) extra memory: a two-pass radix
+    selection over the float32 bit patterns of |tau| (their order is the values' order)."""
+    flat = tau.reshape(-1)
+    if flat.dtype != torch.float32:
+        return kth_largest(flat.abs(), k)
+    hist = torch.zeros(_BINS, dtype=torch.int64, device=flat.device)
+    for b in _blocks(flat.numel()):
+        bits = flat[b].abs().view(torch.int32)
+        hist += torch.bincount(bits >> 16, minlength=_BINS)
+    from_top = torch.cumsum(hist.flip(0), 0)
+    idx = int(torch.searchsorted(from_top, torch.tensor(k, device=flat.device)))
+    high = _BINS - 1 - idx
+    rank = k - (int(from_top[idx - 1]) if idx else 0)
+    low_hist = torch.zeros(_BINS, dtype=torch.int64, device=flat.device)
+    for b in _blocks(flat.numel()):
+        bits = flat[b].abs().view(torch.int32)
+        low_hist += torch.bincount(bits[(bits >> 16) == high] & 0xFFFF, minlength=_BINS)
+    low_top = torch.cumsum(low_hist.flip(0), 0)
+    low = _BINS - 1 - int(torch.searchsorted(low_top, torch.tensor(rank, device=flat.device)))
+    return float(torch.tensor([(high << 16) | low], dtype=torch.int32).view(torch.float32))
+
+
+def threshold_for(tau: torch.Tensor, density: float) -> float | None:
+    """Magnitude at or above which entries are kept (None: keep all)."""
+    k = int(round(density * tau.numel()))
+    if k >= tau.numel():
+        return None
+    if k <= 0:
+        return float("inf")
+    return kth_largest_abs(tau, k)
 
 
 def trim_top(tau: torch.Tensor, density: float, threshold: float | None = None) -> torch.Tensor:
     """Zero all but the `density` share of entries largest in magnitude (in place); ties at the
     threshold are kept. A given `threshold` (global, from the majority-sign pre-pass) wins."""
+    threshold = threshold_for(tau, density) if threshold is None else threshold
     if threshold is None:
-        k = int(round(density * tau.numel()))
-        if k >= tau.numel():
-            return tau
-        if k <= 0:
-            return tau.zero_()
-        threshold = kth_largest(tau.abs(), k)
-    return tau.mul_(tau.abs() >= threshold)
+        return tau
+    flat = tau.reshape(-1)
+    for b in _blocks(flat.numel()):
+        flat[b].mul_(flat[b].abs() >= threshold)
+    return tau
+
+
+def elect_and_merge_into(
+    out: torch.Tensor, taus: list[torch.Tensor], scale: float, sign=None
+) -> torch.Tensor:
+    """out += scale * disjoint mean, block by block: gamma = sign(sum_i tau_i) (or a given sign);
+    per entry the mean of the tau_i that are non-zero and agree with gamma (0 where none do)."""
+    flat_out = out.reshape(-1)
+    flats = [t if isinstance(t, _Trimmed) else t.reshape(-1) for t in taus]
+    flat_sign = sign.reshape(-1) if sign is not None else None
+    for b in _blocks(flat_out.numel()):
+        parts = [f.block(b) if isinstance(f, _Trimmed) else f[b] for f in flats]
+        if flat_sign is None:
+            total = parts[0].clone()
+            for p in parts[1:]:
+                total.add_(p)
+            gamma = torch.sign(total)
+        else:
+            gamma = flat_sign[b]
+        num = torch.zeros_like(parts[0])
+        count = torch.zeros_like(parts[0])
+        for p in parts:
+            agree = (torch.sign(p) == gamma) & (p != 0)
+            num.add_(p * agree)
+            count.add_(agree)
+        flat_out[b].add_(num.div_(count.clamp_(min=1)), alpha=scale)
+    return out
 
 
 def elect_and_merge(taus: list[torch.Tensor], sign: torch.Tensor | None = None) -> torch.Tensor:
-    """Disjoint mean: gamma = sign(sum_i tau_i) (or a given sign); per entry, the mean of the
-    tau_i that are non-zero and agree with gamma (0 where none do)."""
-    if sign is None:
-        total = taus[0].clone()
-        for t in taus[1:]:
-            total.add_(t)
-        sign = torch.sign(total)
-        del total
-    num = torch.zeros_like(taus[0])
-    count = torch.zeros_like(taus[0])
-    for t in taus:
-        agree = (torch.sign(t) == sign) & (t != 0)
-        num.add_(t * agree)
-        count.add_(agree)
-    return num.div_(count.clamp_(min=1))
+    """The disjoint mean itself (see elect_and_merge_into)."""
+    return elect_and_merge_into(torch.zeros_like(taus[0]), taus, 1.0, sign)
 
 
 class Ties(MergeMethod):
@@ -69,13 +123,53 @@ class Ties(MergeMethod):
         if not 0.0 < args["density"] <= 1.0:
             raise ThetaError("--x:density must be in (0, 1]")
 
+    streams_models = True  # models arrive one at a time; trimmed task vectors are kept sparse
+
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
         glob = inputs.extra.get("global_majority_sign")
         thresholds = glob["thresholds"] if glob else [None] * len(inputs.models)
-        taus = [trim_top(t, args["density"], th) for t, th in zip(task_vectors(inputs), thresholds)]
-        sign = glob["sign"](inputs.name).to(taus[0].device, taus[0].dtype) if glob else None
-        merged = elect_and_merge(taus, sign)
-        return inputs.ancestor.add_(merged, alpha=args["merge_lambda"])
+        anc = inputs.ancestor
+        kept = []
+        for i in range(len(inputs.models)):
+            tau = inputs.models[i].sub_(anc)  # loaded here, one model at a time
+            th = threshold_for(tau, args["density"]) if thresholds[i] is None else thresholds[i]
+            kept.append(_Trimmed(tau, th))
+            del tau
+        sign = glob["sign"](inputs.name).to(anc.device, anc.dtype) if glob else None
+        return elect_and_merge_into(anc, kept, args["merge_lambda"], sign)
+
+
+class _Trimmed:
+    """A trimmed task vector: kept dense when most entries survive, else as sorted flat positions
+    (int32 where they fit) and values, which at TIES' usual density is under half the memory."""
+
+    def __init__(self, tau: torch.Tensor, threshold: float | None):
+        flat = tau.reshape(-1)
+        self.n, self.dtype, self.device = flat.numel(), flat.dtype, flat.device
+        if threshold is None:
+            self.dense = flat
+            return
+        count = sum(int((flat[b].abs() >= threshold).sum()) for b in _blocks(self.n))
+        if count * 2 > self.n:
+            self.dense = trim_top(tau, 1.0, threshold).reshape(-1)
+            return
+        self.dense = None
+        index_type = torch.int32 if self.n < 2**31 else torch.int64
+        idx, val = [], []
+        for b in _blocks(self.n):
+            hit = torch.nonzero(flat[b].abs() >= threshold).reshape(-1)
+            val.append(flat[b][hit])
+            idx.append((hit + b.start).to(index_type))
+        self.idx, self.val = torch.cat(idx), torch.cat(val)
+
+    def block(self, b: slice) -> torch.Tensor:
+        if self.dense is not None:
+            return self.dense[b]
+        out = torch.zeros(b.stop - b.start, dtype=self.dtype, device=self.device)
+        lo = int(torch.searchsorted(self.idx, torch.tensor(b.start, dtype=self.idx.dtype, device=self.device)))
+        hi = int(torch.searchsorted(self.idx, torch.tensor(b.stop, dtype=self.idx.dtype, device=self.device)))
+        out[(self.idx[lo:hi] - b.start).long()] = self.val[lo:hi]
+        return out
 
 
 class Breadcrumbs(MergeMethod):
@@ -145,4 +239,4 @@ class Della(MergeMethod):
             keep = torch.rand(n, generator=g) < p
             scale = (keep / p).reshape(tau.shape).to(tau.device, tau.dtype)
             taus.append(tau.mul_(scale))
-        return inputs.ancestor.add_(elect_and_merge(taus), alpha=args["merge_lambda"])
+        return elect_and_merge_into(inputs.ancestor, taus, args["merge_lambda"])
