@@ -6,7 +6,7 @@ import sys
 import click
 
 from git_theta.errors import ThetaError
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 
 
 def _user_errors(fn):

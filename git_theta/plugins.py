@@ -36,7 +36,7 @@ class Registry(Generic[T]):
                 try:
                     found[ep.name.lower()] = ep.load()
                 except Exception as exc:  # a broken third-party plug-in must not break the rest
-                    from git_theta.log import get_logger
+                    from git_theta.logs import get_logger
 
                     get_logger(__name__).warning("plug-in %s=%s failed to load: %s", ep.name, ep.value, exc)
             for cls in list(found.values()):

@@ -10,7 +10,7 @@ import subprocess
 
 from git_theta import config, plugins
 from git_theta.errors import ThetaError
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 
 log = get_logger(__name__)
 _NO_WRITE_FLAGS = {"-n", "--dry-run", "-N", "--intent-to-add", "-p", "--patch", "-i", "--interactive"}

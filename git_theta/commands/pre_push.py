@@ -2,7 +2,7 @@
 
 from git_theta.git import history, repo
 from git_theta.git.history import ZERO
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 from git_theta.storage import transfer
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.updates import objects_of

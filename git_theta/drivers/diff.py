@@ -13,7 +13,7 @@ from git_theta.diff import render
 from git_theta.diff.compute import compare
 from git_theta.diff.sides import side_from_bytes
 from git_theta.errors import ThetaError
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 
 
 def _read(path: str) -> bytes | None:

@@ -14,7 +14,7 @@ import click
 
 from git_theta import config
 from git_theta.errors import ThetaError
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 from git_theta.merges import apply as merge_apply
 from git_theta.merges import interactive
 from git_theta.merges.plan import configured_rules, default_choice, plan, rule_for

@@ -10,7 +10,7 @@ from git_theta import config, parallel, plugins
 from git_theta.errors import ThetaError
 from git_theta.filter.previous import by_content, previous_metadata
 from git_theta.formats.detect import detect
-from git_theta.log import Progress, get_logger
+from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor

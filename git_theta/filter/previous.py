@@ -2,7 +2,7 @@
 
 from git_theta.errors import ThetaError
 from git_theta.git import repo
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 
 log = get_logger(__name__)

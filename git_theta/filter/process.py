@@ -12,7 +12,7 @@ from git_theta.errors import ThetaError
 from git_theta.filter.context import pass_through
 from git_theta.filter.spool import Spool
 from git_theta.git import pktline, repo
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 
 log = get_logger(__name__)
 

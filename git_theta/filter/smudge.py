@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from git_theta import parallel
 from git_theta.formats.detect import by_name
-from git_theta.log import Progress, get_logger
+from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
 from git_theta.storage import transfer
 from git_theta.storage.lfs_store import LfsStore

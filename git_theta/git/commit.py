@@ -11,31 +11,42 @@ def write_blob(data: bytes, cwd: str) -> str:
     return repo.run(["hash-object", "-w", "--stdin"], cwd=cwd, input=data).decode().strip()
 
 
-def commit_paths(top: str, blobs: dict[str, str], message: str) -> str:
-    """A commit of HEAD's tree with `blobs` (path -> blob sha) put in; HEAD's branch moves to it.
+def current_branch_ref(top: str) -> str | None:
+    """refs/heads/NAME of the checked-out branch (None when HEAD is detached)."""
+    out = repo.run(["symbolic-ref", "-q", "HEAD"], cwd=top, check=False).decode().strip()
+    return out or None
+
+
+def commit_paths(top: str, blobs: dict[str, str], message: str, ref: str = "HEAD") -> str:
+    """A commit of `ref`'s tree with `blobs` (path -> blob sha) put in; `ref` moves to it.
 
     A temporary index is used, so whatever else the user has staged stays staged and out of
-    the commit; the real index then records the committed blobs for those paths.
+    the commit; when `ref` is what is checked out, the real index then records the committed
+    blobs for those paths. Another branch (refs/heads/NAME) is committed to without checkout.
     """
+    if ref != "HEAD" and ref == current_branch_ref(top):
+        ref = "HEAD"
     fd, index = tempfile.mkstemp(prefix="theta-index-", dir=repo.git_path("", cwd=top))
     os.close(fd)
     os.remove(index)  # git wants to create it
     env = dict(os.environ, GIT_INDEX_FILE=index)
     try:
-        has_head = repo.is_commit("HEAD", cwd=top)
-        repo.run(["read-tree", "HEAD"] if has_head else ["read-tree", "--empty"], cwd=top, env=env)
+        # a branch that does not exist yet starts from HEAD
+        start = ref if repo.is_commit(ref, cwd=top) else ("HEAD" if repo.is_commit("HEAD", cwd=top) else None)
+        repo.run(["read-tree", start] if start else ["read-tree", "--empty"], cwd=top, env=env)
         for path, blob in blobs.items():
             repo.run(["update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"], cwd=top, env=env)
         tree = repo.run(["write-tree"], cwd=top, env=env).decode().strip()
     finally:
         if os.path.exists(index):
             os.remove(index)
-    parents = ["-p", "HEAD"] if has_head else []
+    parents = ["-p", start] if start else []
     commit = (
         repo.run(["commit-tree", tree, *parents, "-F", "-"], cwd=top, input=message.encode()).decode().strip()
     )
     subject = message.splitlines()[0] if message else ""
-    repo.run(["update-ref", "-m", f"commit: {subject}", "HEAD", commit], cwd=top)
-    for path, blob in blobs.items():
-        repo.run(["update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"], cwd=top)
+    repo.run(["update-ref", "-m", f"commit: {subject}", ref, commit], cwd=top)
+    if ref == "HEAD":
+        for path, blob in blobs.items():
+            repo.run(["update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"], cwd=top)
     return commit

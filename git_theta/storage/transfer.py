@@ -12,7 +12,7 @@ import time
 
 from git_theta.errors import MissingObjectError, ThetaError
 from git_theta.git import pktline
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 from git_theta.metadata import LFS_SPEC
 from git_theta.procs import kill_tree
 from git_theta.storage.lfs_store import LfsStore

@@ -10,7 +10,7 @@ costs a fraction of one encode. The stored entry records the type chosen.
 import numpy as np
 
 from git_theta import codec
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor, numel
 from git_theta.updates import chain, words

@@ -7,7 +7,7 @@ working file is rewritten to the stored value.
 
 import numpy as np
 
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor
 from git_theta.updates.delta import DeltaUpdate

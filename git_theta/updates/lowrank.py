@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor, numel
 from git_theta.updates.delta import DeltaUpdate

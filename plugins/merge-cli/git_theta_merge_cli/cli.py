@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from git_theta.errors import ThetaError
-from git_theta.log import get_logger
+from git_theta.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -16,7 +16,7 @@ import torch
 
 from git_theta.errors import ThetaError
 from git_theta.git import repo
-from git_theta.log import Progress, get_logger
+from git_theta.logs import Progress, get_logger
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
 from git_theta_merge_cli.sources import GitModel, to_torch

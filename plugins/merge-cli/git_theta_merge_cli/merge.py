@@ -13,7 +13,7 @@ from git_theta import parallel
 from git_theta.errors import ThetaError
 from git_theta.git import attributes, repo
 from git_theta.git.commit import commit_paths, write_blob
-from git_theta.log import Progress, get_logger
+from git_theta.logs import Progress, get_logger
 from git_theta.memory import release_free_memory
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.storage.lfs_store import LfsStore

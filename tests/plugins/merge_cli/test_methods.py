@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-
-from git_theta.errors import ThetaError
 from git_theta_merge_cli import methods
 from git_theta_merge_cli.methods.base import Inputs
+
+from git_theta.errors import ThetaError
 
 RNG = np.random.default_rng(0)
 N, SHAPE = 3, (6, 5)

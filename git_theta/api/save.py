@@ -1,0 +1,205 @@
+"""`git_theta.save`: tensors in memory -> a commit, through the clean filter's storage path.
+
+No checkpoint file is written or read: tensors are hashed, unchanged ones reuse their entries,
+changed ones are stored by the update type (auto by default), and the metadata is committed by
+plumbing. The working tree is left alone unless `materialize=True` writes the file; a path with
+no file on disk is marked skip-worktree (as in a sparse checkout) so `git status` stays clean.
+"""
+
+import atexit
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from git_theta import parallel
+from git_theta.api.frameworks import flatten, to_raw
+from git_theta.api.layouts import format_for_path, layout_for
+from git_theta.errors import ThetaError
+from git_theta.git import attributes, repo
+from git_theta.git.commit import commit_paths, current_branch_ref, write_blob
+from git_theta.logs import get_logger
+from git_theta.metadata import Metadata, is_metadata
+from git_theta.storage.lfs_store import LfsStore
+from git_theta.updates.save import store_tensor, tensor_hash
+
+log = get_logger(__name__)
+_repo_locks: dict[str, threading.Lock] = {}
+_savers: dict[tuple[str, str], "_PathSaver"] = {}
+_guard = threading.Lock()
+
+
+def repo_path(path: str, repo_dir: str) -> tuple[str, str]:
+    """(repository top, path relative to it with '/'), for a path given relative to `repo_dir`."""
+    top = repo.root(repo_dir)
+    full = path if os.path.isabs(path) else os.path.join(os.path.abspath(repo_dir), path)
+    rel = os.path.relpath(full, top).replace(os.sep, "/")
+    if rel.startswith("../"):
+        raise ThetaError(f"{path}: outside the repository at {top}")
+    return top, rel
+
+
+def _lock(top: str) -> threading.Lock:
+    with _guard:
+        return _repo_locks.setdefault(top, threading.Lock())
+
+
+def _previous(top: str, ref: str, rel: str) -> Metadata | None:
+    blob = repo.read_blob(f"{ref}:{rel}", cwd=top) if repo.is_commit(ref, cwd=top) else None
+    if blob is None and ref != "HEAD":
+        blob = repo.read_blob(f"HEAD:{rel}", cwd=top)  # a new branch builds on what HEAD has
+    if blob is None or not is_metadata(blob):
+        return None
+    try:
+        return Metadata.loads(blob, rel)
+    except ThetaError:
+        return None
+
+
+def store_state(top: str, rel: str, tree: Mapping, tensors: dict, ref: str, update_type: str) -> Metadata:
+    """Store the tensors as `rel` would be stored by `git add` (entries reused where unchanged)."""
+    store = LfsStore.for_cwd(top)
+    prev = _previous(top, ref, rel)
+    names = list(tensors)
+    if prev is not None and list(prev.params) == names:
+        fmt_name, layout = prev.format, prev.layout
+    else:
+        fmt_name = prev.format if prev is not None else format_for_path(rel)
+        layout = layout_for(fmt_name, dict(tree), tensors, rel)
+    old = prev.params if prev is not None else {}
+
+    def one(name: str):
+        tensor = tensors[name]
+        return store_tensor(tensor, store, name, old.get(name), update_type, digest=tensor_hash(tensor))
+
+    entries = dict(zip(names, parallel.ordered_map(one, names)))
+    return Metadata(fmt_name, layout, entries)
+
+
+def commit_state(top: str, rel: str, meta: Metadata, message: str, ref: str, materialize: bool) -> str:
+    """Commit `meta` as `rel` on `ref`; keep the working tree as it was unless `materialize`."""
+    with _lock(top):
+        blobs = {rel: write_blob(meta.dumps(), top)}
+        blobs.update(_attributes_blob(top, rel, ref))
+        on_head = ref == "HEAD" or ref == current_branch_ref(top)
+        sha = commit_paths(top, blobs, message, ref)
+        if on_head:
+            if materialize:
+                repo.run(["update-index", "--no-skip-worktree", rel], cwd=top)
+                repo.run(["checkout", "--", rel], cwd=top)
+            elif not os.path.exists(os.path.join(top, rel)):
+                # never written here: like a sparse checkout, git must not report it as deleted
+                repo.run(["update-index", "--skip-worktree", rel], cwd=top)
+        return sha
+
+
+def _attributes_blob(top: str, rel: str, ref: str) -> dict[str, str]:
+    """The .gitattributes blob to commit along, when tracking `rel` needs one `ref` lacks."""
+    if not attributes.tracked_paths([rel], top):
+        from git_theta.commands.track import track
+
+        track(rel, cwd=top)
+    elif os.path.exists(os.path.join(top, ".gitattributes")):
+        repo.run(["add", ".gitattributes"], cwd=top)  # tracked by a file never staged
+    staged = (
+        repo.run(["rev-parse", "-q", "--verify", ":.gitattributes"], cwd=top, check=False).decode().strip()
+    )
+    committed = repo.run(["rev-parse", "-q", "--verify", f"{ref}:.gitattributes"], cwd=top, check=False)
+    return {".gitattributes": staged} if staged and staged != committed.decode().strip() else {}
+
+
+def _snapshot(state_dict: Mapping, copy: bool) -> tuple[Mapping, dict]:
+    if not isinstance(state_dict, Mapping):
+        raise ThetaError("save() takes a dict of tensors (a state dict), possibly nested")
+    flat = flatten(state_dict)
+    if not flat:
+        raise ThetaError("save(): the state dict is empty")
+    return state_dict, {name: to_raw(value, name, copy=copy) for name, value in flat.items()}
+
+
+def save(
+    state_dict: Mapping,
+    path: str,
+    message: str | None = None,
+    *,
+    repo: str = ".",
+    update_type: str = "auto",
+    branch: str | None = None,
+    materialize: bool = False,
+    background: bool = False,
+) -> "str | SaveHandle":
+    """Commit `state_dict` as the checkpoint at `path`; returns the commit sha.
+
+    With `background=True` the tensors are copied at once and a SaveHandle is returned; hashing,
+    compression and the commit happen on a worker thread (one save in flight per path: a second
+    call waits for the first), and pending saves finish before the interpreter exits.
+    """
+    from git_theta import plugins
+
+    plugins.updates.get(update_type)  # unknown types fail before any work
+    top, rel = repo_path(path, repo)
+    ref = f"refs/heads/{branch}" if branch else "HEAD"
+    message = message or f"Save {rel}"
+    if background:
+        return _saver(top, rel).submit(state_dict, message, ref, update_type, materialize)
+    tree, tensors = _snapshot(state_dict, copy=False)
+    meta = store_state(top, rel, tree, tensors, ref, update_type)
+    return commit_state(top, rel, meta, message, ref, materialize)
+
+
+class SaveHandle:
+    """A save running in the background: `result()` waits and returns the commit sha."""
+
+    def __init__(self, future: Future, path: str):
+        self._future, self.path = future, path
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> str:
+        return self._future.result(timeout)
+
+
+class _PathSaver:
+    """One worker per checkpoint path: saves of a path are committed in call order."""
+
+    def __init__(self, top: str, rel: str):
+        self.top, self.rel = top, rel
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"git-theta-save-{rel}")
+        self.last: Future | None = None
+
+    def submit(self, state_dict, message, ref, update_type, materialize) -> SaveHandle:
+        if self.last is not None:
+            self.last.result()  # at most one in flight: wait (and surface its error) first
+        tree, tensors = _snapshot(state_dict, copy=True)
+
+        def work():
+            meta = store_state(self.top, self.rel, tree, tensors, ref, update_type)
+            return commit_state(self.top, self.rel, meta, message, ref, materialize)
+
+        self.last = self.pool.submit(work)
+        return SaveHandle(self.last, self.rel)
+
+    def wait(self) -> None:
+        if self.last is not None:
+            try:
+                self.last.result()
+            except Exception as exc:  # reported, not raised, at interpreter exit
+                log.error("background save of %s failed: %s", self.rel, exc)
+
+
+def _saver(top: str, rel: str) -> _PathSaver:
+    with _guard:
+        return _savers.setdefault((top, rel), _PathSaver(top, rel))
+
+
+def wait_for_saves() -> None:
+    """Finish every pending background save (also run at normal interpreter exit)."""
+    for saver in list(_savers.values()):
+        saver.wait()
+
+
+# Run before concurrent.futures refuses new work at shutdown (a save uses worker pools itself):
+# threading's exit hooks run last-registered first, and before atexit's.
+_register = getattr(threading, "_register_atexit", atexit.register)
+_register(wait_for_saves)
