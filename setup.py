@@ -49,6 +49,8 @@ EXTRAS = {
     "tensorflow": ["tensorflow"],
     "flax": ["flax"],
     "plot": ["matplotlib"],
+    "transformers": ["transformers", "accelerate"],
+    "lightning": ["lightning"],
     "test": ["pytest>=7", "torch", "safetensors", "matplotlib", "pexpect"],
 }
 EXTRAS["all"] = sorted(

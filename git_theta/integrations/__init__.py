@@ -1,0 +1,1 @@
+"""Training-framework callbacks that commit models with git-theta (optional extras)."""
