@@ -12,6 +12,8 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
+
 from git_theta import parallel
 from git_theta.api.frameworks import flatten, to_raw
 from git_theta.api.layouts import format_for_path, layout_for
@@ -21,6 +23,8 @@ from git_theta.git.commit import commit_paths, current_branch_ref, write_blob
 from git_theta.logs import get_logger
 from git_theta.metadata import Metadata, is_metadata
 from git_theta.storage.lfs_store import LfsStore
+from git_theta.tensor import RawTensor
+from git_theta.updates import chain
 from git_theta.updates.save import store_tensor, tensor_hash
 
 log = get_logger(__name__)
@@ -56,8 +60,21 @@ def _previous(top: str, ref: str, rel: str) -> Metadata | None:
         return None
 
 
-def store_state(top: str, rel: str, tree: Mapping, tensors: dict, ref: str, update_type: str) -> Metadata:
-    """Store the tensors as `rel` would be stored by `git add` (entries reused where unchanged)."""
+def store_state(
+    top: str,
+    rel: str,
+    tree: Mapping,
+    tensors: dict,
+    ref: str,
+    update_type: str,
+    memo: dict | None = None,
+    spare: dict | None = None,
+) -> Metadata:
+    """Store the tensors as `rel` would be stored by `git add` (entries reused where unchanged).
+
+    `memo` (kept by a background saver between saves of one path) holds, per parameter, the
+    last stored entry with its value and its snapshot's value, so the next change is computed
+    from memory instead of decoding what was just written."""
     store = LfsStore.for_cwd(top)
     prev = _previous(top, ref, rel)
     names = list(tensors)
@@ -69,11 +86,51 @@ def store_state(top: str, rel: str, tree: Mapping, tensors: dict, ref: str, upda
     old = prev.params if prev is not None else {}
 
     def one(name: str):
-        tensor = tensors[name]
-        return store_tensor(tensor, store, name, old.get(name), update_type, digest=tensor_hash(tensor))
+        tensor, before = tensors[name], old.get(name)
+        known, seen = _known(memo, name, before), {}
+        digest = tensor_hash(tensor)
+        entry = store_tensor(tensor, store, name, before, update_type, digest=digest, known=known, seen=seen)
+        if memo is not None:
+            _remember(memo, name, entry, tensor, before, seen.get("snapshot"), spare)
+        return entry
 
     entries = dict(zip(names, parallel.ordered_map(one, names)))
     return Metadata(fmt_name, layout, entries)
+
+
+def _known(memo: dict | None, name: str, before):
+    """(previous value, snapshot value) from the memo when it describes `before` exactly."""
+    if memo is None or before is None or name not in memo:
+        return None
+    entry, value, snap_oid, snap_value = memo[name]
+    if entry.oid != before.oid or snap_value is None or chain.snapshot_of(before, name).oid != snap_oid:
+        return None
+    return value, snap_value
+
+
+def _remember(memo: dict, name: str, entry, tensor, before, decoded_snapshot, spare=None) -> None:
+    """Keep what the next save of this parameter will need: this value and its snapshot's;
+    the value it replaces goes to `spare` for the next snapshot copy (unless still needed)."""
+    if before is not None and entry is before:
+        if spare is not None and (name not in memo or memo[name][1] is not tensor):
+            spare[name] = np.frombuffer(tensor.data, dtype=np.uint8)  # an unchanged copy: reuse it
+        return  # unchanged: the memo (if any) still holds this value
+    old = memo.get(name)
+    if spare is not None and old is not None and old[1] is not old[3] and not tensor.data.readonly:
+        spare[name] = np.frombuffer(old[1].data, dtype=np.uint8)
+    snap = chain.snapshot_of(entry, name)
+    if snap.oid == entry.oid:
+        memo[name] = (entry, tensor, snap.oid, tensor)
+    elif name in memo and memo[name][2] == snap.oid:
+        memo[name] = (entry, tensor, snap.oid, memo[name][3])
+    elif (
+        decoded_snapshot is not None
+        and before is not None
+        and chain.snapshot_of(before, name).oid == snap.oid
+    ):
+        memo[name] = (entry, tensor, snap.oid, decoded_snapshot)
+    else:
+        memo.pop(name, None)
 
 
 def commit_state(top: str, rel: str, meta: Metadata, message: str, ref: str, materialize: bool) -> str:
@@ -108,13 +165,26 @@ def _attributes_blob(top: str, rel: str, ref: str) -> dict[str, str]:
     return {".gitattributes": staged} if staged and staged != committed.decode().strip() else {}
 
 
-def _snapshot(state_dict: Mapping, copy: bool) -> tuple[Mapping, dict]:
+def _snapshot(state_dict: Mapping, copy: bool, spare: dict | None = None) -> tuple[Mapping, dict]:
+    """Flat raw tensors of the state dict; with `copy`, private copies (into `spare` buffers of
+    the right size when there are some: fresh pages cost more than the copy itself)."""
     if not isinstance(state_dict, Mapping):
         raise ThetaError("save() takes a dict of tensors (a state dict), possibly nested")
     flat = flatten(state_dict)
     if not flat:
         raise ThetaError("save(): the state dict is empty")
-    return state_dict, {name: to_raw(value, name, copy=copy) for name, value in flat.items()}
+    out = {}
+    for name, value in flat.items():
+        raw = to_raw(value, name, copy=False)
+        if not copy:
+            out[name] = raw
+            continue
+        buf = spare.pop(name, None) if spare else None
+        if buf is None or buf.nbytes != raw.nbytes:
+            buf = np.empty(raw.nbytes, dtype=np.uint8)
+        np.copyto(buf, np.frombuffer(raw.data, dtype=np.uint8))
+        out[name] = RawTensor(raw.dtype, raw.shape, memoryview(buf))
+    return state_dict, out
 
 
 def save(
@@ -167,14 +237,16 @@ class _PathSaver:
         self.top, self.rel = top, rel
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"git-theta-save-{rel}")
         self.last: Future | None = None
+        self.memo: dict = {}  # per parameter: last entry, its value, its snapshot's oid and value
+        self.spare: dict = {}  # buffers no longer needed, reused by the next snapshot copy
 
     def submit(self, state_dict, message, ref, update_type, materialize) -> SaveHandle:
         if self.last is not None:
             self.last.result()  # at most one in flight: wait (and surface its error) first
-        tree, tensors = _snapshot(state_dict, copy=True)
+        tree, tensors = _snapshot(state_dict, copy=True, spare=self.spare)
 
         def work():
-            meta = store_state(self.top, self.rel, tree, tensors, ref, update_type)
+            meta = store_state(self.top, self.rel, tree, tensors, ref, update_type, self.memo, self.spare)
             return commit_state(self.top, self.rel, meta, message, ref, materialize)
 
         self.last = self.pool.submit(work)

@@ -86,7 +86,8 @@ class AutoUpdate(Update):
             ctx.keep_snapshot_only()  # the previous value is not needed past here: free it early
         delta_parts = None
         if snap.dtype == tensor.dtype and bitdelta.can_chain(snap_entry, tensor):
-            delta_parts = bitdelta.parts(tensor, snap)
+            # written before this thread computes another change, so the scratch buffer will do
+            delta_parts = bitdelta.parts(tensor, snap, reuse=not grown_on_change)
         if delta_parts is not None and tensor.nbytes <= EXACT_BYTES:
             blob = pack_parts(delta_parts, bitdelta.part_compressor, True)
             candidates.append(

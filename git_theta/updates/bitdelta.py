@@ -1,8 +1,8 @@
 """Bit deltas: the exact difference of bit patterns against the snapshot, compressed.
 
 For each word, (new - old) modulo 2**bits is zigzag-coded, so a weight that moved a little
-becomes a word with many zero high bits; bit-shuffle + zstd then store a small fine-tune of
-fp32 weights in ~0.66 of the raw size (the new tensor alone compresses to ~0.88).
+becomes a word with many zero high bits; bit-shuffle + lz4 then store a small fine-tune of
+fp32 weights in ~0.68 of the raw size (the new tensor alone compresses to ~0.88).
 All-zero chunks are not stored at all, so an edit confined to part of a tensor costs only the
 chunks it touched, and rows appended along the first axis (new vocabulary) are stored as a
 `tail` while the old rows cost nothing.
@@ -41,14 +41,15 @@ class BitDeltaUpdate(DeltaUpdate):
     def base_for(self, previous: ParamEntry, ctx: UpdateContext) -> tuple[ParamEntry, RawTensor]:
         return chain.snapshot_of(previous, ctx.name), ctx.previous_values()[1]
 
-    def parts(self, new: RawTensor, old: RawTensor) -> dict[str, RawTensor] | None:
+    def parts(self, new: RawTensor, old: RawTensor, reuse: bool = False) -> dict[str, RawTensor] | None:
+        """The change; with `reuse` the delta lives in this thread's scratch buffer (see words)."""
         shared = overlap(new.shape, old.shape)
         if shared is None or new.dtype != old.dtype:
             return None
         per = words.per(new.dtype)
         a, b = words.words(old), words.words(new)
         cut = shared * per
-        out = {"delta": RawTensor.from_numpy(words.zigzag_diff(b[:cut], a[:cut]))}
+        out = {"delta": RawTensor.from_numpy(words.zigzag_diff(b[:cut], a[:cut], reuse))}
         if len(b) > cut:
             out["tail"] = RawTensor.from_numpy(b[cut:].copy())
         return out

@@ -19,49 +19,70 @@ from git_theta.updates import chain
 from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.dense import write_object
 
-MAGIC = b"GTPARTS1"
+MAGIC = b"GTPARTS1"  # header first (written by earlier versions; still read)
+TAIL_MAGIC = b"GTPARTS2"  # payloads first, then the header: streamed without buffering
+
+
+class _Counting:
+    """Counts the bytes written through it (where each part's payload starts and ends)."""
+
+    def __init__(self, sink):
+        self.sink, self.n = sink, 0
+
+    def write(self, data) -> int:
+        n = self.sink.write(data)
+        self.n += len(memoryview(data).cast("B"))
+        return n
 
 
 def pack_parts(
     parts: dict[str, RawTensor], compressor: dict | None = None, skip_zero: bool = False, sink=None
 ) -> bytes | None:
-    """The stored form of a change: MAGIC, a little-endian u32 header length, a msgpack header
-    {part: [dtype, shape, offset, length]}, then each part's codec bytes, back to back, so
-    reading decodes straight from the (mapped) object without copying the payloads."""
-    payloads, header, offset = [], {}, 0
+    """The stored form of a change: each part's codec bytes back to back, then a msgpack header
+    {part: [dtype, shape, offset, length]}, its length (u32 LE) and TAIL_MAGIC. Parts are
+    encoded straight into `sink` (or into bytes returned when no sink is given)."""
+    out = sink if sink is not None else io.BytesIO()
+    counter = _Counting(out)
+    header = {}
     for part_name, part in parts.items():
-        buf = io.BytesIO()
-        codec.encode(part, buf, compressor, skip_zero)
-        data = buf.getvalue()
-        header[part_name] = [part.dtype, list(part.shape), offset, len(data)]
-        payloads.append(data)
-        offset += len(data)
+        start = counter.n
+        codec.encode(part, counter, compressor, skip_zero)
+        header[part_name] = [part.dtype, list(part.shape), start, counter.n - start]
     head = msgpack.packb(header, use_bin_type=True)
-    pieces = [MAGIC, len(head).to_bytes(4, "little"), head, *payloads]
-    if sink is None:
-        return b"".join(pieces)
-    for piece in pieces:  # straight into the store: no joined copy of a large change
-        sink.write(piece)
-    return None
+    out.write(head)
+    out.write(len(head).to_bytes(4, "little"))
+    out.write(TAIL_MAGIC)
+    return None if sink is not None else out.getvalue()
+
+
+def _decode_parts(view: memoryview, header, start: int, limit: int, name: str) -> dict[str, RawTensor]:
+    if not isinstance(header, dict):
+        raise TypeError("not a map of parts")
+    out = {}
+    for k, (dtype, shape, off, length) in header.items():
+        if off < 0 or length < 0 or start + off + length > limit:
+            raise ValueError(f"part {k} runs past its end")
+        data = view[start + off : start + off + length]
+        out[str(k)] = codec.decode(data, str(dtype), tuple(int(x) for x in shape), f"{name!r} {k}")
+    return out
 
 
 def unpack_parts(blob, name: str) -> dict[str, RawTensor]:
     """Inverse of pack_parts (and of the first layout: one msgpack map holding the bytes)."""
     view = memoryview(blob)
     try:
+        if len(view) >= 12 and bytes(view[-len(TAIL_MAGIC) :]) == TAIL_MAGIC:
+            n = int.from_bytes(view[-12:-8], "little")
+            head_start = len(view) - 12 - n
+            if head_start < 0:
+                raise ValueError("header length past the start")
+            header = msgpack.unpackb(view[head_start : len(view) - 12], raw=False)
+            return _decode_parts(view, header, 0, head_start, name)
         if bytes(view[: len(MAGIC)]) == MAGIC:
             n = int.from_bytes(view[len(MAGIC) : len(MAGIC) + 4], "little")
             start = len(MAGIC) + 4 + n
             header = msgpack.unpackb(view[len(MAGIC) + 4 : start], raw=False)
-            if not isinstance(header, dict):
-                raise TypeError("not a map of parts")
-            out = {}
-            for k, (dtype, shape, off, length) in header.items():
-                if off < 0 or length < 0 or start + off + length > len(view):
-                    raise ValueError(f"part {k} runs past the end")
-                data = view[start + off : start + off + length]
-                out[str(k)] = codec.decode(data, str(dtype), tuple(int(x) for x in shape), f"{name!r} {k}")
-            return out
+            return _decode_parts(view, header, start, len(view), name)
         packed = msgpack.unpackb(view, raw=False)
         if not isinstance(packed, dict):
             raise TypeError("not a map of parts")

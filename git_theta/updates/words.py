@@ -1,5 +1,7 @@
 """Tensors as unsigned machine words: exact comparisons and differences of bit patterns."""
 
+import threading
+
 import numpy as np
 
 from git_theta import dtypes
@@ -38,11 +40,24 @@ def to_tensor(w: np.ndarray, dtype: str, shape: tuple[int, ...]) -> RawTensor:
 _BLOCK = 1 << 20  # elements per block: temporaries stay in cache and fresh allocations small
 
 
-def zigzag_diff(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+_scratch = threading.local()
+
+
+def scratch(n: int, dtype) -> np.ndarray:
+    """A per-thread reusable array of n elements (fresh large arrays cost page faults)."""
+    buf = getattr(_scratch, "buf", None)
+    need = n * np.dtype(dtype).itemsize
+    if buf is None or buf.nbytes < need:
+        buf = _scratch.buf = np.empty(need, dtype=np.uint8)
+    return buf[:need].view(dtype)
+
+
+def zigzag_diff(new: np.ndarray, old: np.ndarray, reuse: bool = False) -> np.ndarray:
     """(new - old) wrapping, zigzag-coded: small differences of either sign -> small words.
 
-    Works block by block into one output array (fresh large temporaries cost page faults)."""
-    out = np.empty_like(new)
+    Works block by block into one output array; with `reuse` that array is this thread's scratch
+    buffer (valid until the thread's next call), for a change encoded at once and dropped."""
+    out = scratch(len(new), new.dtype) if reuse else np.empty_like(new)
     bits = np.array(new.itemsize * 8 - 1, dtype=new.dtype)
     one = np.array(1, dtype=new.dtype)
     sign = np.empty(min(len(new), _BLOCK), dtype=new.dtype)

@@ -62,4 +62,4 @@ def test_unchanged_chunks_are_not_stored():
     blob = pack_parts(parts, codec.DELTA_COMPRESSOR, skip_zero=True)
     full = io.BytesIO()
     codec.encode(raw(new), full)
-    assert len(blob) < 10_000 < len(full.getvalue())
+    assert len(blob) < 0.01 * len(full.getvalue())  # three of the four chunks cost nothing

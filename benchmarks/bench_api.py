@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Saving GPT-2-small at every step of a training loop with git_theta.save(background=True).
+
+Each step does `--work` seconds of work (sleep: the accelerator computes, the CPU waits) and
+moves every weight a little in place, as an optimizer step does. Baseline: the same loop
+without saving, in the same run. Also reported: a foreground save and a load of one version.
+
+    python benchmarks/bench_api.py [--scale full|small] [--steps 8] [--work 1.0]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_core import MAKE_MODEL, isolated_env  # noqa: E402
+
+
+def loop(sd, steps: int, work: float, save=None) -> float:
+    import torch
+
+    start = time.perf_counter()
+    for i in range(steps):
+        time.sleep(work)
+        with torch.no_grad():
+            for t in sd.values():
+                t.mul_(1.0001)  # every weight moves a little, in place
+        if save:
+            save(sd, i)
+    return time.perf_counter() - start
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="full", choices=["full", "small", "tiny"])
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--work", type=float, default=1.0)
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    workdir = args.workdir or tempfile.mkdtemp(prefix="theta-bench-api-")
+    model = os.path.join(workdir, "init.pt")
+    if not os.path.exists(model):
+        subprocess.run([sys.executable, MAKE_MODEL, "init", model, "--scale", args.scale], check=True)
+    env = isolated_env(os.path.join(workdir, "home"))
+    os.environ.update(env)
+    repo = os.path.join(workdir, "repo")
+    subprocess.run(["rm", "-rf", repo], check=True)
+    subprocess.run(["git", "init", "-q", repo], check=True)
+    subprocess.run(["git", "theta", "install"], cwd=repo, check=True, capture_output=True)
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "init"], cwd=repo, check=True)
+
+    import torch
+
+    import git_theta
+
+    sd = torch.load(model, weights_only=True)
+    size = sum(t.numel() * t.element_size() for t in sd.values())
+    t0 = time.perf_counter()
+    git_theta.save(sd, "model.pt", "first", repo=repo)
+    first = time.perf_counter() - t0
+    base = loop(sd, args.steps, args.work)
+
+    def save(state, i):
+        git_theta.save(state, "model.pt", f"step {i}", repo=repo, background=True)
+
+    saving = loop(sd, args.steps, args.work, save)
+    t0 = time.perf_counter()
+    git_theta.wait_for_saves()
+    drain = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    back = git_theta.load("model.pt", repo=repo)
+    load_s = time.perf_counter() - t0
+    assert all(torch.equal(back[k], sd[k]) for k in sd), "the last version does not load back bit-exact"
+    commits = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=repo, capture_output=True, text=True)
+    print(f"\nGPT-2 ({args.scale}) {size / 1e6:.1f} MB, {args.steps} steps of {args.work:.1f} s work\n")
+    print(f"loop without saving          {base:8.2f} s")
+    print(f"loop saving every step       {saving:8.2f} s   ratio {saving / base:.2f}  (target < 1.2)")
+    print(f"  last save finished after the loop by {drain:.2f} s; commits: {commits.stdout.strip()}")
+    print(f"first save (foreground)      {first:8.2f} s")
+    print(f"load of the newest version   {load_s:8.2f} s (bit-exact)")
+
+
+if __name__ == "__main__":
+    main()
