@@ -123,7 +123,7 @@ def add(update_type: str | None, update_data: str | None, args: tuple[str, ...])
 def fetch(args: tuple[str, ...], paths: tuple[str, ...]) -> None:
     """Download the tensors of [REMOTE] [REV...] (default HEAD) for offline work."""
     from git_theta.commands.fetch import fetch as run
-    from git_theta.diff.render import fmt_bytes
+    from git_theta.diffs.render import fmt_bytes
 
     count, size = run(list(args), list(paths) or None)
     click.echo(f"fetched {count} object(s), {fmt_bytes(size)}")
@@ -147,7 +147,7 @@ def checkout_models(paths: tuple[str, ...]) -> None:
 def prune(force: bool, verbose: bool) -> None:
     """Delete local tensors that no branch, tag, stash, HEAD or the index refers to."""
     from git_theta.commands.prune import prune as run
-    from git_theta.diff.render import fmt_bytes
+    from git_theta.diffs.render import fmt_bytes
 
     report = run(force)
     verb = "deleted" if force else "would delete"
@@ -205,7 +205,7 @@ def diff(args, cached, as_json, as_stat, threshold, plot_path, color) -> None:
 
     from git_theta.commands.diff import diff as run
     from git_theta.commands.diff import split_args
-    from git_theta.diff import render
+    from git_theta.diffs import render
 
     revs, paths = split_args(list(args))
     diffs = run(revs, paths, cached)
@@ -217,7 +217,7 @@ def diff(args, cached, as_json, as_stat, threshold, plot_path, color) -> None:
             out = render.stat(d, color, threshold) if as_stat else render.text(d, color, threshold)
             click.echo(out, nl=False, color=color)
     if plot_path:
-        from git_theta.diff.plot import plot
+        from git_theta.diffs.plot import plot
 
         n = plot(diffs, plot_path)
         click.echo(f"wrote {plot_path} ({n} parameters)", err=True)

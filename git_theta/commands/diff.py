@@ -7,8 +7,8 @@ working tree, two compare the two; `--cached` compares a revision (HEAD) with th
 import os
 
 from git_theta.commands.ls_files import ls_files
-from git_theta.diff.compute import ModelDiff, compare
-from git_theta.diff.sides import ModelSide, side_from_bytes
+from git_theta.diffs.compute import ModelDiff, compare
+from git_theta.diffs.sides import ModelSide, side_from_bytes
 from git_theta.errors import ThetaError
 from git_theta.git import repo
 from git_theta.storage.lfs_store import LfsStore

@@ -9,9 +9,9 @@ import sys
 
 import click
 
-from git_theta.diff import render
-from git_theta.diff.compute import compare
-from git_theta.diff.sides import side_from_bytes
+from git_theta.diffs import render
+from git_theta.diffs.compute import compare
+from git_theta.diffs.sides import side_from_bytes
 from git_theta.errors import ThetaError
 from git_theta.logs import get_logger
 

@@ -158,3 +158,17 @@ def test_errors(api_repo):
         git_theta.save({"w": torch.ones(1)}, "model.pt", update_type="zip", repo=api_repo.cwd)
     with pytest.raises(ThetaError, match="not a tensor"):
         git_theta.save({"w": "text"}, "model.pt", repo=api_repo.cwd)
+
+
+def test_api_names_are_functions_whatever_is_imported():
+    """git_theta.save/load/log/diff stay the API even after every subpackage has been imported."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.walk_packages(git_theta.__path__, "git_theta."):
+        if ".integrations." not in module.name:
+            importlib.import_module(module.name)
+    assert all(
+        callable(getattr(git_theta, n)) and not isinstance(getattr(git_theta, n), type(os))
+        for n in ("save", "load", "log", "diff")
+    )

@@ -2,7 +2,7 @@
 
 import re
 
-from git_theta.diff.compute import ModelDiff
+from git_theta.diffs.compute import ModelDiff
 from git_theta.errors import ThetaError
 
 _LAYER = re.compile(r"^(.*?\d+)[./]")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from git_theta.diff.compute import compare, numbers
-from git_theta.diff.sides import ModelSide, ParamInfo
+from git_theta.diffs.compute import compare, numbers
+from git_theta.diffs.sides import ModelSide, ParamInfo
 from git_theta.tensor import RawTensor
 
 
@@ -28,7 +28,7 @@ def test_numbers_match_numpy():
 
 
 def test_numbers_across_blocks_and_dtypes(monkeypatch):
-    import git_theta.diff.compute as compute
+    import git_theta.diffs.compute as compute
 
     monkeypatch.setattr(compute, "_BLOCK", 7)  # force several blocks
     old = np.arange(50, dtype=np.int32)

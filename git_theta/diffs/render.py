@@ -3,8 +3,8 @@
 import os
 import sys
 
-from git_theta.diff.compute import ModelDiff, ParamChange
-from git_theta.diff.sides import ModelSide
+from git_theta.diffs.compute import ModelDiff, ParamChange
+from git_theta.diffs.sides import ModelSide
 
 _COLORS = {"added": "32", "removed": "31", "modified": "33", "header": "1", "dim": "2"}
 

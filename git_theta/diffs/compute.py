@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from git_theta import parallel
-from git_theta.diff.sides import ModelSide, ParamInfo
+from git_theta.diffs.sides import ModelSide, ParamInfo
 from git_theta.tensor import RawTensor, numel
 
 _BLOCK = 1 << 22  # elements per step: memory stays near the two tensors being compared
