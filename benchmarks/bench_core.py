@@ -72,20 +72,25 @@ def isolated_env(home):
     return env
 
 
-def run_side(side, workdir, v1, v2, run):
-    home = os.path.join(workdir, f"home-{side}-{run}")
-    repo = os.path.join(workdir, f"repo-{side}-{run}")
+def new_repo(side, workdir, name, pattern="model.pt"):
+    """A fresh repository (and isolated HOME) where `pattern` goes through Git LFS or git-theta."""
+    home, repo = os.path.join(workdir, f"home-{name}"), os.path.join(workdir, f"repo-{name}")
     shutil.rmtree(repo, ignore_errors=True)
     shutil.rmtree(home, ignore_errors=True)
     env = isolated_env(home)
     subprocess.run(["git", "init", "-q", repo], env=env, check=True)
     if side == "lfs":
-        sh(["git", "lfs", "track", "model.pt"], repo, env)
+        sh(["git", "lfs", "track", pattern], repo, env)
     else:
         sh(["git", "theta", "install"], repo, env)
-        sh(["git", "theta", "track", "model.pt"], repo, env)
+        sh(["git", "theta", "track", pattern], repo, env)
     sh(["git", "add", ".gitattributes"], repo, env)
     sh(["git", "commit", "-qm", "attributes"], repo, env)
+    return repo, env
+
+
+def run_side(side, workdir, v1, v2, run):
+    repo, env = new_repo(side, workdir, f"{side}-{run}")
     lfs_dir = os.path.join(repo, ".git", "lfs", "objects")
     out = {}
     shutil.copyfile(v1, os.path.join(repo, "model.pt"))

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_core import MAKE_MODEL, isolated_env, sh  # noqa: E402
+from bench_core import MAKE_MODEL, new_repo, sh  # noqa: E402
 
 WHOLE_MODEL_TIES = """
 import sys, torch
@@ -50,12 +50,7 @@ def main():
             subprocess.run([sys.executable, MAKE_MODEL, "few-layers" if i == 3 else "dense", paths[0], p,
                             "--scale", args.scale, "--seed", str(i)], check=True)  # fmt: skip
     size = os.path.getsize(paths[0])
-    repo = os.path.join(workdir, "repo")
-    shutil.rmtree(repo, ignore_errors=True)
-    env = isolated_env(os.path.join(workdir, "home"))
-    subprocess.run(["git", "init", "-q", repo], env=env, check=True)
-    sh(["git", "theta", "install"], repo, env)
-    sh(["git", "theta", "track", "*.pt"], repo, env)
+    repo, env = new_repo("theta", workdir, "merge", pattern="*.pt")
     for p in paths:
         shutil.copyfile(p, os.path.join(repo, os.path.basename(p)))
     sh(["git", "add", "-A"], repo, env)

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_core import MAKE_MODEL, isolated_env, sh, tree_bytes  # noqa: E402
+from bench_core import MAKE_MODEL, new_repo, sh, tree_bytes  # noqa: E402
 
 SCENARIOS = ["sparse", "dense", "lora", "add-tokens", "resave"]
 TARGETS = {  # stored bytes per commit, as a share of the checkpoint unless noted
@@ -61,22 +61,6 @@ def side_file(lora_pt, out):
     return sum(v.numel() * v.element_size() for v in f.values())
 
 
-def repo_for(side, workdir, name):
-    home, repo = os.path.join(workdir, f"home-{name}"), os.path.join(workdir, f"repo-{name}")
-    shutil.rmtree(repo, ignore_errors=True)
-    shutil.rmtree(home, ignore_errors=True)
-    env = isolated_env(home)
-    subprocess.run(["git", "init", "-q", repo], env=env, check=True)
-    if side == "lfs":
-        sh(["git", "lfs", "track", "model.pt"], repo, env)
-    else:
-        sh(["git", "theta", "install"], repo, env)
-        sh(["git", "theta", "track", "model.pt"], repo, env)
-    sh(["git", "add", ".gitattributes"], repo, env)
-    sh(["git", "commit", "-qm", "attributes"], repo, env)
-    return repo, env
-
-
 def lfs_count(repo):
     return sum(len(f) for _, _, f in os.walk(os.path.join(repo, ".git", "lfs", "objects")))
 
@@ -91,7 +75,7 @@ def storage_run(side, workdir, models, side_pt):
     """Bytes each scenario's commit adds (on top of init), for one side."""
     out = {}
     for kind in SCENARIOS:
-        repo, env = repo_for(side, workdir, f"{side}-{kind}")
+        repo, env = new_repo(side, workdir, f"{side}-{kind}")
         shutil.copyfile(models["init"], os.path.join(repo, "model.pt"))
         sh(["git", "add", "model.pt"], repo, env)
         sh(["git", "commit", "-qm", "init"], repo, env)
@@ -119,7 +103,7 @@ def checkout_times(workdir, history, scale, runs):
     """Median checkout time of the newest commit: 1-commit history vs `history` dense commits."""
     times = {}
     for length in (1, history):
-        repo, env = repo_for("theta", workdir, f"history-{length}")
+        repo, env = new_repo("theta", workdir, f"history-{length}")
         prev = None
         for i in range(length):
             path = os.path.join(workdir, f"hist-{i}.pt")

@@ -17,8 +17,9 @@ import numpy as np
 from git_theta import parallel
 from git_theta.api.frameworks import flatten, to_raw
 from git_theta.api.layouts import format_for_path, layout_for
+from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
-from git_theta.git import attributes, repo
+from git_theta.git import repo
 from git_theta.git.commit import commit_paths, current_branch_ref, write_blob
 from git_theta.logs import get_logger
 from git_theta.metadata import Metadata, is_metadata
@@ -116,7 +117,7 @@ def _remember(memo: dict, name: str, entry, tensor, before, decoded_snapshot, sp
             spare[name] = np.frombuffer(tensor.data, dtype=np.uint8)  # an unchanged copy: reuse it
         return  # unchanged: the memo (if any) still holds this value
     old = memo.get(name)
-    if spare is not None and old is not None and old[1] is not old[3] and not tensor.data.readonly:
+    if spare is not None and old is not None and old[1] is not old[3]:
         spare[name] = np.frombuffer(old[1].data, dtype=np.uint8)
     snap = chain.snapshot_of(entry, name)
     if snap.oid == entry.oid:
@@ -137,7 +138,7 @@ def commit_state(top: str, rel: str, meta: Metadata, message: str, ref: str, mat
     """Commit `meta` as `rel` on `ref`; keep the working tree as it was unless `materialize`."""
     with _lock(top):
         blobs = {rel: write_blob(meta.dumps(), top)}
-        blobs.update(_attributes_blob(top, rel, ref))
+        blobs.update(attributes_blob_for(top, rel, ref))
         on_head = ref == "HEAD" or ref == current_branch_ref(top)
         sha = commit_paths(top, blobs, message, ref)
         if on_head:
@@ -148,21 +149,6 @@ def commit_state(top: str, rel: str, meta: Metadata, message: str, ref: str, mat
                 # never written here: like a sparse checkout, git must not report it as deleted
                 repo.run(["update-index", "--skip-worktree", rel], cwd=top)
         return sha
-
-
-def _attributes_blob(top: str, rel: str, ref: str) -> dict[str, str]:
-    """The .gitattributes blob to commit along, when tracking `rel` needs one `ref` lacks."""
-    if not attributes.tracked_paths([rel], top):
-        from git_theta.commands.track import track
-
-        track(rel, cwd=top)
-    elif os.path.exists(os.path.join(top, ".gitattributes")):
-        repo.run(["add", ".gitattributes"], cwd=top)  # tracked by a file never staged
-    staged = (
-        repo.run(["rev-parse", "-q", "--verify", ":.gitattributes"], cwd=top, check=False).decode().strip()
-    )
-    committed = repo.run(["rev-parse", "-q", "--verify", f"{ref}:.gitattributes"], cwd=top, check=False)
-    return {".gitattributes": staged} if staged and staged != committed.decode().strip() else {}
 
 
 def _snapshot(state_dict: Mapping, copy: bool, spare: dict | None = None) -> tuple[Mapping, dict]:

@@ -42,3 +42,17 @@ def untrack(path_or_pattern: str, cwd: str | None = None) -> bool:
     if changed:
         subprocess.run(["git", "add", ".gitattributes"], cwd=top, check=True, capture_output=True)
     return changed
+
+
+def attributes_blob_for(top: str, rel: str, ref: str = "HEAD") -> dict[str, str]:
+    """Track `rel` if it is not yet; {".gitattributes": blob} to commit along when `ref` lacks
+    the staged version (for commits made by plumbing: the API, the merge CLI)."""
+    if not attributes.tracked_paths([rel], top):
+        track(rel, cwd=top)
+    elif os.path.exists(os.path.join(top, ".gitattributes")):
+        repo.run(["add", ".gitattributes"], cwd=top)  # tracked by a file never staged
+    staged = (
+        repo.run(["rev-parse", "-q", "--verify", ":.gitattributes"], cwd=top, check=False).decode().strip()
+    )
+    committed = repo.run(["rev-parse", "-q", "--verify", f"{ref}:.gitattributes"], cwd=top, check=False)
+    return {".gitattributes": staged} if staged and staged != committed.decode().strip() else {}

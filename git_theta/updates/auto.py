@@ -18,7 +18,7 @@ from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.bitdelta import BitDeltaUpdate
 from git_theta.updates.delta import pack_parts
 from git_theta.updates.dense import DenseUpdate, encoded
-from git_theta.updates.sparse import SparseUpdate
+from git_theta.updates.sparse import SparseUpdate, changed_mask
 
 log = get_logger(__name__)
 EXACT_BYTES = 1 << 20  # below this, candidates are encoded whole rather than sampled
@@ -70,15 +70,13 @@ class AutoUpdate(Update):
             and old.dtype == tensor.dtype
             and sparse.can_chain(prev, tensor)
         ):
-            a, b = words.per_element(old), words.per_element(tensor)
-            neq = a != b
-            changed = int(np.count_nonzero(neq if neq.ndim == 1 else neq.any(axis=1)))
-            del neq, a, b
-            if changed <= SPARSE_SHARE * numel(tensor.shape):
-                blob = pack_parts(sparse.parts(tensor, old))
+            mask = changed_mask(tensor, old)
+            if np.count_nonzero(mask) <= SPARSE_SHARE * numel(tensor.shape):
+                blob = pack_parts(sparse.parts_at(tensor, mask))
                 candidates.append(
                     (len(blob), "sparse", lambda blob=blob: sparse.store_blob(tensor, blob, prev, ctx.store))
                 )
+            del mask
         snap_entry = chain.snapshot_of(prev, ctx.name)
         grown_on_change = tuple(old.shape) != tuple(tensor.shape) and chain.depth(prev) > 0
         if not grown_on_change:

@@ -139,10 +139,9 @@ class DeltaUpdate(Update):
             return fallback.store(tensor, ctx)  # not worth it: the smallest exact encoding instead
         entry = self.store_blob(tensor, blob, base, ctx.store)
         if ctx.side is None and not self.exact:
-            import hashlib
+            from git_theta.updates.save import tensor_hash
 
-            stored = self.apply(old, change, entry, ctx.name)
-            entry.hash = hashlib.sha256(stored.data).hexdigest()
+            entry.hash = tensor_hash(self.apply(old, change, entry, ctx.name))
         return entry
 
     def store_blob(self, tensor: RawTensor, blob, base: ParamEntry, store: LfsStore) -> ParamEntry:

@@ -17,6 +17,13 @@ from git_theta.updates.delta import DeltaUpdate
 SIDE_PARTS = ("data", "indices", "indptr", "shape")
 
 
+def changed_mask(new: RawTensor, old: RawTensor) -> np.ndarray:
+    """Per element: do the bit patterns differ (same shape and dtype assumed)."""
+    a, b = words.per_element(old), words.per_element(new)
+    neq = a != b
+    return neq if neq.ndim == 1 else neq.any(axis=1)
+
+
 def _smallest_uint(top: int) -> np.dtype:
     for t in (np.uint8, np.uint16, np.uint32):
         if top <= np.iinfo(t).max:
@@ -35,8 +42,11 @@ class SparseUpdate(DeltaUpdate):
     def parts(self, new: RawTensor, old: RawTensor) -> dict[str, RawTensor] | None:
         if tuple(new.shape) != tuple(old.shape):
             return None
-        a, b = words.per_element(old), words.per_element(new)
-        changed = a != b if a.ndim == 1 else np.any(a != b, axis=1)
+        return self.parts_at(new, changed_mask(new, old))
+
+    def parts_at(self, new: RawTensor, changed: np.ndarray) -> dict[str, RawTensor]:
+        """The parts for a known mask of changed elements."""
+        b = words.per_element(new)
         idx = np.flatnonzero(changed)
         gaps = np.diff(idx, prepend=-1) if len(idx) else idx  # gap coding: small, compressible
         gaps = gaps.astype(_smallest_uint(int(gaps.max()) if len(gaps) else 0))

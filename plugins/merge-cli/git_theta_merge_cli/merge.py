@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import torch
 
 from git_theta import parallel
+from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
-from git_theta.git import attributes, repo
+from git_theta.git import repo
 from git_theta.git.commit import commit_paths, write_blob
 from git_theta.logs import Progress, get_logger
 from git_theta.memory import release_free_memory
@@ -86,12 +87,6 @@ def _seed(seed: int, name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(name.encode())) & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def _global_sign(path: str, n_models: int) -> dict:
-    from git_theta_merge_cli.majority_sign import read_sign_file
-
-    return read_sign_file(path, n_models)
-
-
 def run(req: Request, cwd: str | None = None) -> str:
     """Merge, store, commit and check out; returns the new commit's sha."""
     top = repo.root(cwd)
@@ -109,7 +104,9 @@ def run(req: Request, cwd: str | None = None) -> str:
     check_inputs(models, ancestor, aux, method)
     extra = {}
     if args.get("global_majority_sign"):
-        extra["global_majority_sign"] = _global_sign(args["global_majority_sign"], len(models))
+        from git_theta_merge_cli.majority_sign import read_sign_file
+
+        extra["global_majority_sign"] = read_sign_file(args["global_majority_sign"], len(models))
     out_rev, out_path = "HEAD", os.path.relpath(os.path.abspath(req.output), top).replace(os.sep, "/")
     if out_path.startswith("../"):
         raise ThetaError(f"{req.output}: the output must be inside the repository")
@@ -142,11 +139,7 @@ def run(req: Request, cwd: str | None = None) -> str:
         progress.close()
     meta = Metadata(models[0].meta.format, models[0].meta.layout, {n: entries[n] for n in names})
     blobs = {out_path: write_blob(meta.dumps(), top)}
-    if not attributes.tracked_paths([out_path], top):
-        from git_theta.commands.track import track
-
-        track(out_path, cwd=top)
-        blobs[".gitattributes"] = repo.run(["rev-parse", ":.gitattributes"], cwd=top).decode().strip()
+    blobs.update(attributes_blob_for(top, out_path))
     commit = commit_paths(top, blobs, _message(req, method, args, computed, len(names)))
     if os.path.exists(os.path.join(top, out_path)):
         os.remove(os.path.join(top, out_path))

@@ -166,7 +166,9 @@ class _Trimmed:
         if self.dense is not None:
             return self.dense[b]
         out = torch.zeros(b.stop - b.start, dtype=self.dtype, device=self.device)
-        lo = int(torch.searchsorted(self.idx, torch.tensor(b.start, dtype=self.idx.dtype, device=self.device)))
+        lo = int(
+            torch.searchsorted(self.idx, torch.tensor(b.start, dtype=self.idx.dtype, device=self.device))
+        )
         hi = int(torch.searchsorted(self.idx, torch.tensor(b.stop, dtype=self.idx.dtype, device=self.device)))
         out[(self.idx[lo:hi] - b.start).long()] = self.val[lo:hi]
         return out
