@@ -95,7 +95,8 @@ def store_state(
             _remember(memo, name, entry, tensor, before, seen.get("snapshot"), spare)
         return entry
 
-    entries = dict(zip(names, parallel.ordered_map(one, names)))
+    # results are small entries: no bound on how far workers run ahead of a large tensor
+    entries = dict(zip(names, parallel.ordered_map(one, names, ahead=len(names))))
     return Metadata(fmt_name, layout, entries)
 
 

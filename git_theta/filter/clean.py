@@ -60,7 +60,7 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
 
     names = list(tensors_by_name)
     tensors = [tensors_by_name[n] for n in names]
-    hashes = list(parallel.ordered_map(tensor_hash, tensors))
+    hashes = list(parallel.ordered_map(tensor_hash, tensors, ahead=len(tensors)))
     atol, rtol = config.get_float("parameter_atol"), config.get_float("parameter_rtol")
 
     def reusable(entry: ParamEntry) -> bool:  # its objects are here (else store the tensor again)
@@ -92,7 +92,8 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
         return key, entry
 
     try:
-        for key, entry in parallel.ordered_map(store_one, list(todo.items())):
+        # results are small entries: workers need not wait behind one large tensor
+        for key, entry in parallel.ordered_map(store_one, list(todo.items()), ahead=len(todo)):
             for name in todo[key]:
                 entries[name] = entry
     finally:

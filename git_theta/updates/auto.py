@@ -18,13 +18,14 @@ from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.bitdelta import BitDeltaUpdate
 from git_theta.updates.delta import pack_parts
 from git_theta.updates.dense import DenseUpdate, encoded
-from git_theta.updates.sparse import SparseUpdate, changed_mask
+from git_theta.updates.sparse import SparseUpdate, changed_mask, changed_share_at_least
 
 log = get_logger(__name__)
 EXACT_BYTES = 1 << 20  # below this, candidates are encoded whole rather than sampled
 WINDOW_BYTES = 256 << 10
 WINDOWS = 3
 SPARSE_SHARE = 0.25  # sparse is tried when at most this share of the elements changed
+DENSE_SAMPLE_SHARE = 0.6  # sampled share of changed elements past which sparse is not tried
 
 
 def _windows(nonzero_chunks: list[int], chunk_elems: int, total: int, window: int) -> list[int]:
@@ -69,6 +70,7 @@ class AutoUpdate(Update):
             tuple(old.shape) == tuple(tensor.shape)
             and old.dtype == tensor.dtype
             and sparse.can_chain(prev, tensor)
+            and not changed_share_at_least(tensor, old, DENSE_SAMPLE_SHARE)
         ):
             mask = changed_mask(tensor, old)
             if np.count_nonzero(mask) <= SPARSE_SHARE * numel(tensor.shape):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from git_theta.updates.sparse import SparseUpdate
+from git_theta.updates.sparse import SparseUpdate, changed_share_at_least
 from tests.updates.helpers import raw, shape_entry
 
 
@@ -56,3 +56,18 @@ def test_side_csr_checks():
     assert "shape" in u.check_side(ok, "float32", (4,))
     assert "indices" in u.check_side(dict(ok, indices=raw(np.array([0, 4], np.int64))), "float32", (2, 2))
     assert "indptr" in u.check_side(dict(ok, indptr=raw(np.array([0, 1, 2], np.int64))), "float32", (2, 2))
+
+
+def test_changed_share_sampling_skips_the_mask_only_for_broad_changes():
+    rng = np.random.default_rng(3)
+    old = rng.standard_normal(1 << 18).astype(np.float32)
+    every = old * np.float32(1.0001)
+    tenth = old.copy()
+    tenth[::10] += 1
+    block = old.copy()
+    block[: len(old) // 5] += 1  # a fifth of the tensor, contiguous
+    assert changed_share_at_least(raw(every), raw(old), 0.6)
+    assert not changed_share_at_least(raw(tenth), raw(old), 0.6)
+    assert not changed_share_at_least(raw(block), raw(old), 0.6)
+    small = old[:1000]
+    assert not changed_share_at_least(raw(small * np.float32(2)), raw(small), 0.6)  # exact mask instead
