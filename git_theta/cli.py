@@ -131,12 +131,17 @@ def fetch(args: tuple[str, ...], paths: tuple[str, ...]) -> None:
 
 @main.command("checkout-models")
 @click.argument("paths", nargs=-1)
+@click.option(
+    "--pending", is_flag=True, help="The models a low-memory checkout left as metadata (the hooks use this)."
+)
 @_user_errors
-def checkout_models(paths: tuple[str, ...]) -> None:
-    """Materialize models left as metadata by GIT_THETA_SKIP_SMUDGE=1 (fetching their tensors)."""
+def checkout_models(paths: tuple[str, ...], pending: bool) -> None:
+    """Write models left as metadata (GIT_THETA_SKIP_SMUDGE=1, low-memory checkouts), tensor by tensor."""
     from git_theta.commands.fetch import checkout_models as run
 
-    for path in run(list(paths) or None):
+    if pending and paths:
+        raise click.UsageError("--pending takes no paths")
+    for path in run(list(paths) or None, pending=pending):
         click.echo(f"checked out {path}")
 
 

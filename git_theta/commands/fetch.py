@@ -45,31 +45,56 @@ def fetch(args: list[str], paths: list[str] | None = None, cwd: str | None = Non
     return len(missing), sum(missing.values())
 
 
-def checkout_models(paths: list[str] | None = None, cwd: str | None = None) -> list[str]:
-    """Replace working-tree metadata files (left by GIT_THETA_SKIP_SMUDGE) with their checkpoints."""
+def checkout_models(
+    paths: list[str] | None = None, cwd: str | None = None, pending: bool = False
+) -> list[str]:
+    """Replace working-tree metadata files (left by GIT_THETA_SKIP_SMUDGE or a low-memory
+    checkout) with their checkpoints, each written beside it, synced, then renamed over it;
+    with `pending`, the paths a low-memory checkout noted."""
+    from git_theta.filter import deferred
     from git_theta.filter.smudge import prepare
 
     top = repo.root(cwd)
+    todo = deferred.take(top) if pending else paths or ls_files(top)
     done = []
-    for path in paths or ls_files(top):
-        full = os.path.join(top, path)
-        if not os.path.isfile(full) or os.path.getsize(full) > (512 << 20):
-            continue
-        with open(full, "rb") as f:
-            data = f.read()
-        if not is_metadata(data):
-            continue
-        write = prepare(data, path, top)  # fetches what is missing before anything is written
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(full), prefix=".theta-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                write(out)
-            os.chmod(tmp, os.stat(full).st_mode)
-            os.replace(tmp, full)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        done.append(path)
-    if done:
-        repo.run(["update-index", "-q", "--refresh", "--", *done], cwd=top, check=False)
+    try:
+        for path in todo:
+            full = os.path.join(top, path)
+            if not os.path.isfile(full) or os.path.getsize(full) > (512 << 20):
+                continue
+            with open(full, "rb") as f:
+                data = f.read()
+            if not is_metadata(data):
+                continue
+            write = prepare(data, path, top)  # fetches what is missing before anything is written
+            write_atomically(full, write)
+            done.append(path)
+    except BaseException:
+        if pending:  # what is not written yet stays noted for the next try
+            for path in todo:
+                if path not in done:
+                    deferred.record(path, top)
+        raise
+    finally:
+        if done:  # the index records the written files' stat (their content is unchanged to git)
+            repo.run(["update-index", "-q", "--refresh", "--", *done], cwd=top, check=False)
     return done
+
+
+def write_atomically(full: str, write) -> None:
+    """Write a file through `write(out)` into a temp file beside it, fsync, rename over it: a
+    kill at any point leaves either the old file or the new one, never a part of one."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(full), prefix=".theta-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        if os.path.exists(full):
+            os.chmod(tmp, os.stat(full).st_mode)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, full)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -42,5 +42,5 @@ def install(scope: str = "global", cwd: str | None = None) -> int:
             raise ThetaError(f"could not write git config {key} at {scope} scope: {msg}")
     in_repo = subprocess.run(["git", "rev-parse", "--git-dir"], cwd=cwd, capture_output=True).returncode == 0
     if in_repo:
-        hooks.install_pre_push(cwd)
+        hooks.install_hooks(cwd)
     return 0

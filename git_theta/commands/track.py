@@ -25,7 +25,7 @@ def track(path_or_pattern: str, cwd: str | None = None) -> str:
     if not is_installed(top):
         install("repository", cwd=top)
     else:
-        hooks.install_pre_push(top)
+        hooks.install_hooks(top)
     pattern = _pattern(path_or_pattern, top, cwd)
     gitattributes = os.path.join(top, ".gitattributes")
     attributes.add_pattern(gitattributes, pattern)

@@ -4,6 +4,8 @@ Every tensor is hashed; one whose (hash, dtype, shape) matches an entry at HEAD 
 reuses that entry, so an unchanged parameter costs one hash and nothing is rewritten.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 from git_theta import config, parallel, plugins
@@ -31,8 +33,14 @@ def _within_tolerance(new: RawTensor, old: RawTensor, atol: float, rtol: float) 
     return bool(np.array_equal(a, b))
 
 
-def clean(data, path: str, cwd: str | None = None) -> bytes:
-    """Store the checkpoint `data` (bytes-like) tracked at `path`; return its metadata file."""
+def clean(
+    data, path: str, cwd: str | None = None, release: Callable[[memoryview], None] | None = None
+) -> bytes:
+    """Store the checkpoint `data` (bytes-like) tracked at `path`; return its metadata file.
+
+    `release(tensor.data)`, when given, is called once a tensor's bytes are no longer needed
+    (a spilled spool drops their pages), so memory stays near the tensors in flight."""
+    done = release or (lambda _data: None)
     view = memoryview(data).cast("B")
     if len(view) == 0 or is_metadata(view):
         return bytes(view)  # empty files and metadata pass through unchanged
@@ -60,7 +68,13 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
 
     names = list(tensors_by_name)
     tensors = [tensors_by_name[n] for n in names]
-    hashes = list(parallel.ordered_map(tensor_hash, tensors, ahead=len(tensors)))
+
+    def hash_one(tensor: RawTensor) -> str:
+        digest = tensor_hash(tensor)
+        done(tensor.data)
+        return digest
+
+    hashes = list(parallel.ordered_map(hash_one, tensors, ahead=len(tensors)))
     atol, rtol = config.get_float("parameter_atol"), config.get_float("parameter_rtol")
 
     def reusable(entry: ParamEntry) -> bool:  # its objects are here (else store the tensor again)
@@ -88,6 +102,7 @@ def clean(data, path: str, cwd: str | None = None) -> bytes:
         entry = store_tensor(
             tensors_by_name[name], store, name, head.get(name), kind, side.get(name), digest=key[0]
         )
+        done(tensors_by_name[name].data)
         progress.advance()
         return key, entry
 

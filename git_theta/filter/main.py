@@ -25,9 +25,9 @@ def main() -> None:
 
     tune_allocator()
     get_logger()
-    from git_theta.git.hooks import ensure_pre_push
+    from git_theta.git.hooks import ensure_hooks
 
-    ensure_pre_push()  # git-lfs does the same: a fresh clone gets the hook on its first checkout
+    ensure_hooks()  # git-lfs does the same: a fresh clone gets the hooks on its first checkout
 
 
 @main.command("clean")
@@ -41,7 +41,7 @@ def clean_cmd(path: str) -> None:
     try:
         while chunk := sys.stdin.buffer.read(1 << 20):
             spool.write(chunk)
-        out = clean(spool.view(), path)
+        out = clean(spool.view(), path, release=spool.release)
     except Exception as exc:
         _fail(path, exc)
     finally:

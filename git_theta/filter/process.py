@@ -62,13 +62,13 @@ def serve(r: BinaryIO | None = None, w: BinaryIO | None = None) -> int:
         command, path = headers.get("command"), headers.get("pathname", "")
         spool = Spool(tmp_dir)
         try:
-            _serve_one(w, command, path, pktline.read_content(r, spool).view())
+            _serve_one(w, command, path, pktline.read_content(r, spool).view(), spool.release)
         finally:
             spool.close()
 
 
-def _serve_one(w: BinaryIO, command: str | None, path: str, content: memoryview) -> None:
-    """Answer one request whose content has been read."""
+def _serve_one(w: BinaryIO, command: str | None, path: str, content: memoryview, release=None) -> None:
+    """Answer one request whose content has been read (`release`: see clean)."""
     if command not in ("clean", "smudge"):
         _respond_error(w, path, ThetaError(f"unsupported filter command {command!r}"))
         return
@@ -76,15 +76,15 @@ def _serve_one(w: BinaryIO, command: str | None, path: str, content: memoryview)
         if command == "clean":
             from git_theta.filter.clean import clean
 
-            result = clean(content, path)
+            result = clean(content, path, release=release)
             write = lambda out: out.write(result)  # noqa: E731
         elif pass_through():  # metadata stays as it is: no heavy imports
             result = bytes(content)
             write = lambda out: out.write(result)  # noqa: E731
         else:
-            from git_theta.filter.smudge import prepare as prepare_smudge
+            from git_theta.filter.smudge import prepare_for_git
 
-            write = prepare_smudge(content, path)
+            write = prepare_for_git(content, path)
     except Exception as exc:  # expected failures are ThetaErrors; others are reported too
         log.debug("%s failed", command, exc_info=True)
         _respond_error(w, path, exc)

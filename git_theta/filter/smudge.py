@@ -7,7 +7,7 @@ is checked against its oid as it is read.
 from collections.abc import Callable
 from typing import BinaryIO
 
-from git_theta import parallel
+from git_theta import config, parallel
 from git_theta.formats.detect import by_name
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
@@ -28,7 +28,8 @@ def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) 
 
 
 def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | None = None):
-    """Yield the tensors of `meta` (or of `names`) in order, decoded on worker threads."""
+    """Yield the tensors of `meta` (or of `names`) in order, decoded on worker threads
+    (in low-memory mode one at a time, each decoded in parallel chunks by the codec)."""
     names = list(meta.params) if names is None else names
     progress = Progress(f"checking out {path}", len(names))
 
@@ -39,7 +40,7 @@ def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | 
         return tensor
 
     try:
-        yield from parallel.ordered_map(load, names)
+        yield from parallel.ordered_map(load, names, ahead=1 if config.get_bool("low_memory") else None)
     finally:
         progress.close()
 
@@ -64,6 +65,27 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
         log.info("smudge %s: %d parameters", path, len(specs))
 
     return write
+
+
+def prepare_for_git(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], None]:
+    """prepare() for git's filter process, which holds the whole output in memory: a checkpoint
+    too large for that (or any, with GIT_THETA_LOW_MEMORY=1) is left as metadata and noted, and
+    the post-checkout hook writes it to disk tensor by tensor (see filter.deferred)."""
+    from git_theta.filter import deferred
+
+    if is_metadata(data):
+        meta = Metadata.loads(data, path)
+        if deferred.should_defer(meta):
+            deferred.record(path, cwd)
+            log.warning(
+                "%s: low-memory mode: written after the checkout, tensor by tensor (if it stays "
+                "metadata, run `git theta checkout-models %s`)",
+                path,
+                path,
+            )
+            content = bytes(data)
+            return lambda out: out.write(content)
+    return prepare(data, path, cwd)
 
 
 def smudge(data, path: str, out: BinaryIO, cwd: str | None = None) -> None:

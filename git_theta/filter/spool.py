@@ -10,6 +10,8 @@ import mmap
 import os
 import tempfile
 
+import numpy as np
+
 from git_theta import config
 
 
@@ -44,6 +46,7 @@ class Spool:
         self.memory: bytearray | None = bytearray()
         self.file = None
         self.map: mmap.mmap | None = None
+        self._base: int | None = None
 
     def write(self, data) -> None:
         if self.memory is not None:
@@ -71,7 +74,27 @@ class Spool:
         if self.file.tell() == 0:
             return memoryview(b"")
         self.map = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
-        return memoryview(self.map)
+        view = memoryview(self.map)
+        self._base = np.frombuffer(view, dtype=np.uint8).ctypes.data
+        return view
+
+    def release(self, part) -> None:
+        """Drop the pages under `part` (a slice of view()) from this process once it is done
+        with them: mapped pages count as its memory until then, the page cache keeps them."""
+        if self.map is None or self._base is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        part = memoryview(part).cast("B")
+        if not part.nbytes:
+            return
+        lo = np.frombuffer(part, dtype=np.uint8).ctypes.data - self._base
+        hi = lo + part.nbytes
+        if lo < 0 or hi > len(self.map):
+            return  # not ours (a converted copy)
+        start = lo // mmap.PAGESIZE * mmap.PAGESIZE
+        try:
+            self.map.madvise(mmap.MADV_DONTNEED, start, hi - start)
+        except (OSError, ValueError):
+            pass
 
     def close(self) -> None:
         self.memory = None

@@ -1,4 +1,8 @@
-"""The pre-push hook that uploads LFS objects; chained with any hook the user already has."""
+"""git-theta's hooks, each chained with any hook of that name the user already has.
+
+pre-push uploads the LFS objects of pushed models; post-checkout and post-merge write the
+checkpoints a low-memory smudge left as metadata (see filter.deferred).
+"""
 
 import os
 import stat
@@ -6,49 +10,86 @@ import stat
 from git_theta.errors import ThetaError
 from git_theta.git import repo
 
-MARKER = "# git-theta pre-push hook"
+MARKER = "# git-theta pre-push hook"  # the pre-push hook's marker (kept: older installs carry it)
 CHAINED = "pre-push.pre-theta"
 
-HOOK = f"""#!/bin/sh
-{MARKER}: uploads the LFS objects of pushed models, then runs {CHAINED} if present.
-command -v git-theta >/dev/null 2>&1 || {{
-  echo >&2 "git-theta is not on PATH; install it (pip install git-theta) or remove .git/hooks/pre-push"
-  exit 2
-}}
-input=$(cat)
-printf '%s\\n' "$input" | git-theta pre-push "$@" || exit $?
-chained="$(dirname "$0")/{CHAINED}"
-if [ -x "$chained" ]; then
-  printf '%s\\n' "$input" | "$chained" "$@" || exit $?
-fi
-exit 0
-"""
+_BODIES = {
+    "pre-push": 'input=$(cat)\nprintf \'%s\\n\' "$input" | git-theta pre-push "$@" || exit $?\n',
+    "post-checkout": "",
+    "post-merge": "",
+}
+PENDING = "theta-pending-checkout"  # under the git dir: paths whose checkpoints are still to write
+_WRITE_PENDING = (
+    f'pending="$(git rev-parse --git-path {PENDING})"\n'
+    'if [ -s "$pending" ]; then\n  git-theta checkout-models --pending || exit $?\nfi\n'
+)
+_PURPOSE = {
+    "pre-push": "uploads the LFS objects of pushed models",
+    "post-checkout": "writes checkpoints left as metadata by a low-memory checkout",
+    "post-merge": "writes checkpoints left as metadata by a low-memory checkout",
+}
+NAMES = tuple(_BODIES)
 
 
-def ensure_pre_push(cwd: str | None = None) -> None:
-    """Install the hook if this repository lacks it (a fresh clone has none); never fails."""
-    try:
-        path = repo.git_path("hooks/pre-push", cwd)
-        if os.path.exists(path):
-            with open(path, encoding="utf-8", errors="replace") as f:
-                if MARKER in f.read():
-                    return
-        install_pre_push(cwd)
-    except (OSError, ThetaError):
-        pass
+def marker(name: str) -> str:
+    return f"# git-theta {name} hook"
 
 
-def install_pre_push(cwd: str | None = None) -> str:
-    """Write our pre-push hook; a hook that is not ours is kept as pre-push.pre-theta and chained."""
-    path = repo.git_path("hooks/pre-push", cwd)
+def chained_name(name: str) -> str:
+    return f"{name}.pre-theta"
+
+
+def hook_text(name: str) -> str:
+    """The script of hook `name`: our command, then the user's older hook with the same input."""
+    chained = chained_name(name)
+    if name == "pre-push":
+        tail = f'chained="$(dirname "$0")/{chained}"\nif [ -x "$chained" ]; then\n  printf \'%s\\n\' "$input" | "$chained" "$@" || exit $?\nfi\n'
+    else:
+        tail = f'chained="$(dirname "$0")/{chained}"\nif [ -x "$chained" ]; then\n  "$chained" "$@" || exit $?\nfi\n'
+    head = f"#!/bin/sh\n{marker(name)}: {_PURPOSE[name]}, then runs {chained} if present.\n"
+    if name != "pre-push":  # nothing to do (and no interpreter started) unless a checkout was deferred
+        return head + _WRITE_PENDING + tail + "exit 0\n"
+    return (
+        head + "command -v git-theta >/dev/null 2>&1 || {\n"
+        f'  echo >&2 "git-theta is not on PATH; install it (pip install git-theta) or remove .git/hooks/{name}"\n'
+        "  exit 2\n}\n" + _BODIES[name] + tail + "exit 0\n"
+    )
+
+
+HOOK = hook_text("pre-push")
+
+
+def ensure_hooks(cwd: str | None = None) -> None:
+    """Install any of our hooks this repository lacks (a fresh clone has none); never fails."""
+    for name in NAMES:
+        try:
+            path = repo.git_path(f"hooks/{name}", cwd)
+            if os.path.exists(path):
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    if marker(name) in f.read():
+                        continue
+            install_hook(name, cwd)
+        except (OSError, ThetaError):
+            pass
+
+
+def install_hooks(cwd: str | None = None) -> list[str]:
+    """Write all our hooks; returns their paths."""
+    return [install_hook(name, cwd) for name in NAMES]
+
+
+def install_hook(name: str, cwd: str | None = None) -> str:
+    """Write hook `name`; a hook that is not ours is kept as NAME.pre-theta and chained."""
+    path = repo.git_path(f"hooks/{name}", cwd)
+    text = hook_text(name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if os.path.exists(path):
         with open(path, encoding="utf-8", errors="replace") as f:
             current = f.read()
-        if current == HOOK:
+        if current == text:
             return path
-        if MARKER not in current:
-            chained = os.path.join(os.path.dirname(path), CHAINED)
+        if marker(name) not in current:
+            chained = os.path.join(os.path.dirname(path), chained_name(name))
             if os.path.exists(chained):  # never lose a user's hook: number the older copies
                 n = 1
                 while os.path.exists(f"{chained}.{n}"):
@@ -57,7 +98,12 @@ def install_pre_push(cwd: str | None = None) -> str:
             os.replace(path, chained)
     tmp = path + ".theta-tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(HOOK)
+        f.write(text)
     os.chmod(tmp, os.stat(tmp).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     os.replace(tmp, path)
     return path
+
+
+def install_pre_push(cwd: str | None = None) -> str:
+    """Write our pre-push hook (the name earlier versions used)."""
+    return install_hook("pre-push", cwd)
