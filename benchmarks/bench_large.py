@@ -150,11 +150,17 @@ def main() -> None:
     subprocess.run(["git", "commit", "-qm", "large"], cwd=repo, env=env, check=True)
     subprocess.run(["git", "rm", "-q", "model.safetensors"], cwd=repo, env=env, check=True)
     subprocess.run(["git", "commit", "-qm", "removed"], cwd=repo, env=env, check=True)
-    rows.append(("git checkout HEAD~1 (writes it)", *measured(["git", "checkout", "-q", "HEAD~1"], repo, env)))
+    rows.append(
+        ("git checkout HEAD~1 (writes it)", *measured(["git", "checkout", "-q", "HEAD~1"], repo, env))
+    )
     got = file_sha(model)
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, env=env, capture_output=True, text=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, env=env, capture_output=True, text=True
+    )
     stored = sum(
-        os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(repo, ".git", "lfs")) for f in fs
+        os.path.getsize(os.path.join(d, f))
+        for d, _, fs in os.walk(os.path.join(repo, ".git", "lfs"))
+        for f in fs
     )
     for label, seconds, peak in rows:
         print(f"{label:<34}{seconds:8.1f} s   peak memory {peak / 1e9:5.2f} GB  (target < 1.5 GB)")
