@@ -64,7 +64,7 @@ def write_checkpoint(path: str, size_gb: float, seed: int = 0) -> str:
         for part in (len(head).to_bytes(8, "little"), head):
             f.write(part)
             digest.update(part)
-        for name, shape in params:
+        for _name, shape in params:
             left = int(np.prod(shape))
             while left:
                 n = min(left, 1 << 24)
