@@ -13,7 +13,9 @@ One whole-tensor chunk encodes at ~130 MB/s (no parallelism), hence the chunking
 is recorded per parameter, so stored objects stay readable if the choice changes.
 """
 
+import json
 import mmap
+import threading
 
 import msgpack
 import numpy as np
@@ -75,6 +77,29 @@ def _spec(dtype: dtypes.DType, shape, chunks, compressor: dict, skip_zero: bool)
     }
 
 
+_encoders = threading.local()
+_ENCODERS_KEPT = 64
+
+
+def _encoder(key: tuple, dt: dtypes.DType, chunks: list[int], compressor: dict):
+    """(zarr store, its in-memory kvstore) for arrays of spec `key`, kept per thread: opening one
+    costs more than encoding a small tensor, and models repeat shapes. Every chunk written is
+    deleted once emitted, so a kept store holds only its .zarray."""
+    shape, skip_zero = key[1], key[4]
+    kept = getattr(_encoders, "kept", None)
+    if kept is None:
+        kept = _encoders.kept = {}
+    pair = kept.pop(key, None)
+    if pair is None:
+        ctx = ts.Context()
+        store = ts.open(_spec(dt, shape, chunks, compressor, skip_zero), create=True, context=ctx).result()
+        pair = (store, ts.KvStore.open({"driver": "memory"}, context=ctx).result())
+        while len(kept) >= _ENCODERS_KEPT:
+            kept.pop(next(iter(kept)))
+    kept[key] = pair  # most recently used last
+    return pair
+
+
 def encode(tensor: RawTensor, sink, compressor: dict | None = None, skip_zero: bool = False) -> None:
     """Write `tensor`'s stored form to `sink` (anything with .write).
 
@@ -87,12 +112,24 @@ def encode(tensor: RawTensor, sink, compressor: dict | None = None, skip_zero: b
     array = np.frombuffer(tensor.data, dtype=dt.numpy()).reshape(tensor.shape)
     skip_zero = skip_zero and array.ndim == 1 and dt.kind == "u"
     chunks = chunk_shape(tensor.shape, dt.itemsize)
-    ctx = ts.Context()
-    spec = _spec(dt, tensor.shape, chunks, compressor or _COMPRESSOR, skip_zero)
-    store = ts.open(spec, create=True, context=ctx).result()
-    kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
+    key = (
+        dt.name,
+        tuple(tensor.shape),
+        tuple(chunks),
+        json.dumps(compressor or _COMPRESSOR, sort_keys=True),
+        skip_zero,
+    )
+    store, kv = _encoder(key, dt, chunks, compressor or _COMPRESSOR)
+    try:
+        _encode_with(store, kv, array, tensor.shape, chunks, skip_zero, sink)
+    except BaseException:
+        _encoders.kept.pop(key, None)  # chunks may be left in its kvstore: never reuse it
+        raise
+
+
+def _encode_with(store, kv, array: np.ndarray, shape, chunks: list[int], skip_zero: bool, sink) -> None:
     count = 1
-    for size, chunk in zip(tensor.shape, chunks):
+    for size, chunk in zip(shape, chunks):
         count *= -(-size // chunk)
     if array.size == 0:
         count = 0
@@ -104,14 +141,14 @@ def encode(tensor: RawTensor, sink, compressor: dict | None = None, skip_zero: b
     _emit(kv, b".zarray", sink, packer)
     if not count:
         return
-    if not tensor.shape:
+    if not shape:
         store.write(array).result()
         _emit(kv, b"0", sink, packer)
         return
-    row_bytes = array.nbytes // tensor.shape[0]
+    row_bytes = array.nbytes // shape[0]
     step = chunks[0] * max(1, SLAB_BYTES // max(1, chunks[0] * row_bytes))
-    for start in range(0, tensor.shape[0], step):
-        stop = min(start + step, tensor.shape[0])
+    for start in range(0, shape[0], step):
+        stop = min(start + step, shape[0])
         store[start:stop].write(array[start:stop]).result()
         for key in sorted(k for k in kv.list().result() if k != b".zarray"):
             _emit(kv, key, sink, packer)
@@ -185,6 +222,28 @@ def _release(blob, lo: int = 0, hi: int | None = None) -> None:
                 pass
 
 
+_decoders = threading.local()
+
+
+def _decoder(zarray: bytes):
+    """(in-memory kvstore, zarr store) opened on this .zarray, kept per thread like _encoder;
+    every chunk key written is deleted after it is read."""
+    kept = getattr(_decoders, "kept", None)
+    if kept is None:
+        kept = _decoders.kept = {}
+    pair = kept.pop(zarray, None)
+    if pair is None:
+        ctx = ts.Context()
+        kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
+        kv.write(".zarray", zarray).result()
+        store = ts.open({"driver": "zarr", "kvstore": {"driver": "memory"}}, open=True, context=ctx).result()
+        pair = (kv, store)
+        while len(kept) >= _ENCODERS_KEPT:
+            kept.pop(next(iter(kept)))
+    kept[zarray] = pair
+    return pair
+
+
 def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> RawTensor:
     """Rebuild a tensor from its stored form; a clear error when the blob is not one.
 
@@ -197,10 +256,8 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
         ends: dict[str, int] = {}
         entries = _chunks(view, ends)
         _release(blob)  # the pages the checksum touched
-        ctx = ts.Context()
-        kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
-        kv.write(".zarray", bytes(entries.pop(".zarray"))).result()
-        store = ts.open({"driver": "zarr", "kvstore": {"driver": "memory"}}, open=True, context=ctx).result()
+        zarray = bytes(entries.pop(".zarray"))
+        kv, store = _decoder(zarray)
         if (
             tuple(store.shape) != tuple(shape)
             or store.dtype.name != np.dtype(dt.numpy()).name
@@ -215,11 +272,15 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
             for key, value in entries.items():
                 kv.write(key, bytes(value)).result()
             array = store.read().result()
+            for key in entries:
+                del kv[key]
         else:
             array = _read_slabs(store, kv, entries, ends, blob)
     except ThetaError:
+        getattr(_decoders, "kept", {}).clear()  # chunks may be left in a kept kvstore: never reuse one
         raise
     except Exception as exc:
+        getattr(_decoders, "kept", {}).clear()
         raise ThetaError(f"stored data of {what} is corrupt ({exc})") from None
     return RawTensor(
         dt.name, tuple(shape), memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
@@ -228,6 +289,12 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
 
 def _read_slabs(store, kv, entries: dict[str, memoryview], ends: dict[str, int], blob) -> np.ndarray:
     """Fill one output array slab by slab (rows of chunks along the first axis)."""
+    if len(entries) == 1 and tuple(store.chunk_layout.read_chunk.shape) == tuple(store.shape):
+        ((key, value),) = entries.items()  # one whole chunk (most small tensors): no slab planning
+        kv.write(key, bytes(value)).result()
+        out = store.read().result()
+        del kv[key]
+        return out
     rows = store.chunk_layout.read_chunk.shape[0]
     out = np.empty(store.shape, dtype=store.dtype.numpy_dtype)
     row_bytes = out.nbytes // max(1, out.shape[0])

@@ -33,6 +33,14 @@ class ParamEntry:
             self.hash == other.hash and self.dtype == other.dtype and tuple(self.shape) == tuple(other.shape)
         )
 
+    def stored_piece(self) -> tuple[str, int]:
+        """(identity, bytes) of this entry's own stored data: its object, or its slice of a
+        pack (storage.packs), so sizes shown and summed are per parameter."""
+        where = self.extra.get("pack")
+        if isinstance(where, list) and len(where) == 2:
+            return f"{self.oid}@{where[0]}", int(where[1])
+        return self.oid, self.size
+
     def to_json(self) -> dict:
         theta = {"update_type": self.update_type, "codec": self.codec, **self.extra}
         return {

@@ -19,13 +19,15 @@ from git_theta.api.frameworks import flatten, to_raw
 from git_theta.api.layouts import format_for_path, layout_for
 from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
+from git_theta.filter.previous import by_content
 from git_theta.git import repo
 from git_theta.git.commit import commit_paths, current_branch_ref, write_blob
 from git_theta.logs import get_logger
-from git_theta.metadata import Metadata, is_metadata
+from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.packs import store_all
 from git_theta.tensor import RawTensor
-from git_theta.updates import chain
+from git_theta.updates import chain, objects_of
 from git_theta.updates.save import store_tensor, tensor_hash
 
 log = get_logger(__name__)
@@ -86,18 +88,40 @@ def store_state(
         layout = layout_for(fmt_name, dict(tree), tensors, rel)
     old = prev.params if prev is not None else {}
 
-    def one(name: str):
+    digests = dict(
+        zip(names, parallel.ordered_map(lambda n: tensor_hash(tensors[n]), names, ahead=len(names)))
+    )
+    # equal tensors share one entry, and one the previous version stores is reused: the same
+    # metadata `git add` of the same tensors writes (see filter.clean)
+    groups: dict[tuple, list[str]] = {}
+    for n in names:
+        groups.setdefault((digests[n], tensors[n].dtype, tuple(tensors[n].shape)), []).append(n)
+    reuse = by_content([prev]) if prev is not None else {}
+
+    def one(name: str, target: LfsStore) -> ParamEntry:
         tensor, before = tensors[name], old.get(name)
+        key = (digests[name], tensor.dtype, tuple(tensor.shape))
+        if key in reuse and (before is None or before.hash != key[0]) and _all_here(store, reuse[key]):
+            return reuse[key]
         known, seen = _known(memo, name, before), {}
-        digest = tensor_hash(tensor)
-        entry = store_tensor(tensor, store, name, before, update_type, digest=digest, known=known, seen=seen)
+        entry = store_tensor(
+            tensor, target, name, before, update_type, digest=digests[name], known=known, seen=seen
+        )
         if memo is not None:
             _remember(memo, name, entry, tensor, before, seen.get("snapshot"), spare)
         return entry
 
-    # results are small entries: no bound on how far workers run ahead of a large tensor
-    entries = dict(zip(names, parallel.ordered_map(one, names, ahead=len(names))))
+    firsts = {group[0]: group for group in groups.values()}
+    entries: dict = {}
+    for stored in store_all(list(firsts), lambda n: tensors[n].nbytes, one, store):
+        for first, entry in stored.items():
+            entries.update((n, entry) for n in firsts[first])
+    entries = {n: entries[n] for n in names}
     return Metadata(fmt_name, layout, entries)
+
+
+def _all_here(store: LfsStore, entry: ParamEntry) -> bool:
+    return all(store.has(oid) for oid in objects_of(entry))
 
 
 def _known(memo: dict | None, name: str, before):

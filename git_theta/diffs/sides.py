@@ -49,7 +49,7 @@ class StoredSide(ModelSide):
 
     def __init__(self, path: str, meta: Metadata, store: LfsStore, cwd: str | None = None):
         params = {
-            n: ParamInfo(e.dtype, tuple(e.shape), e.hash, e.update_type, e.oid, e.size)
+            n: ParamInfo(e.dtype, tuple(e.shape), e.hash, e.update_type, *e.stored_piece())
             for n, e in meta.params.items()
         }
         super().__init__(path, params, meta.format)

@@ -10,11 +10,12 @@ import numpy as np
 
 from git_theta import config, parallel, plugins
 from git_theta.errors import ThetaError
-from git_theta.filter.previous import by_content, previous_metadata
+from git_theta.filter.previous import by_content, previous_metadata, tracked_content
 from git_theta.formats.detect import detect
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.packs import store_all
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry, objects_of
 from git_theta.updates.save import store_tensor, tensor_hash
@@ -48,7 +49,7 @@ def clean(
     checkpoint = fmt.read(view, path)
     store = LfsStore.for_cwd(cwd)
     previous = previous_metadata(path, cwd)
-    known = by_content(previous)
+    known = {**tracked_content(cwd), **by_content(previous)}  # this path's own entries first
     head = previous[0].params if previous else {}
 
     update_name = config.get("update_type") or "auto"
@@ -94,23 +95,24 @@ def clean(
 
     progress = Progress(f"storing {path}", len(todo))
 
-    def store_one(item):
-        key, group = item
-        name = group[0]
+    by_first = {group[0]: (key, group) for key, group in todo.items()}
+
+    def store_one(name: str, target: LfsStore) -> ParamEntry:
+        key, group = by_first[name]
         # a side file's parameters use its update; every other one is stored as a plain add would
         kind = update.name if (name in side or not side_path) else "auto"
         entry = store_tensor(
-            tensors_by_name[name], store, name, head.get(name), kind, side.get(name), digest=key[0]
+            tensors_by_name[name], target, name, head.get(name), kind, side.get(name), digest=key[0]
         )
         done(tensors_by_name[name].data)
         progress.advance()
-        return key, entry
+        return entry
 
     try:
-        # results are small entries: workers need not wait behind one large tensor
-        for key, entry in parallel.ordered_map(store_one, list(todo.items()), ahead=len(todo)):
-            for name in todo[key]:
-                entries[name] = entry
+        for stored in store_all(list(by_first), lambda n: tensors_by_name[n].nbytes, store_one, store):
+            for first, entry in stored.items():
+                for name in by_first[first][1]:
+                    entries[name] = entry
     finally:
         progress.close()
     ordered = {name: entries[name] for name in names}

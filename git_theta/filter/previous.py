@@ -1,5 +1,7 @@
 """What a path held before: its metadata at HEAD and in the index, to reuse unchanged tensors."""
 
+import os
+
 from git_theta.errors import ThetaError
 from git_theta.git import repo
 from git_theta.logs import get_logger
@@ -31,3 +33,29 @@ def by_content(metas: list[Metadata]) -> dict[tuple, ParamEntry]:
         for entry in meta.params.values():
             out.setdefault((entry.hash, entry.dtype, tuple(entry.shape)), entry)
     return out
+
+
+_repo_known: dict[tuple, dict[tuple, ParamEntry]] = {}
+
+
+def tracked_content(cwd: str | None = None) -> dict[tuple, ParamEntry]:
+    """(hash, dtype, shape) -> entry over every tracked checkpoint at HEAD and in the index, so
+    a tensor that moved to another file (a resharded checkpoint) is not stored again. Computed
+    once per process and state of HEAD and index (a filter process serves many shards)."""
+    from git_theta.commands.ls_files import ls_files
+
+    top = repo.root(cwd)
+    head = repo.run(["rev-parse", "-q", "--verify", "HEAD"], cwd=top, check=False).decode().strip()
+    try:
+        index_stamp = os.stat(repo.git_path("index", top)).st_mtime_ns
+    except OSError:
+        index_stamp = 0
+    key = (top, head, index_stamp)
+    if key not in _repo_known:
+        metas = []
+        for rev in (head, None) if head else (None,):
+            for path in ls_files(top, rev):
+                metas += previous_metadata(path, top, (rev,) if rev else ("",))
+        _repo_known.clear()
+        _repo_known[key] = by_content(metas)
+    return _repo_known[key]

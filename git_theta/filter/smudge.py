@@ -7,13 +7,13 @@ is checked against its oid as it is read.
 from collections.abc import Callable
 from typing import BinaryIO
 
-from git_theta import config, parallel
+from git_theta import config, dtypes, parallel
 from git_theta.formats.detect import by_name
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
-from git_theta.storage import transfer
+from git_theta.storage import packs, transfer
 from git_theta.storage.lfs_store import LfsStore
-from git_theta.tensor import RawTensor, TensorSpec
+from git_theta.tensor import RawTensor, TensorSpec, numel
 from git_theta.updates import load_entry, objects_of
 
 log = get_logger(__name__)
@@ -28,19 +28,25 @@ def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) 
 
 
 def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | None = None):
-    """Yield the tensors of `meta` (or of `names`) in order, decoded on worker threads
-    (in low-memory mode one at a time, each decoded in parallel chunks by the codec)."""
+    """Yield the tensors of `meta` (or of `names`) in order, decoded on worker threads, small
+    ones in batches (one hand-off per batch); in low-memory mode one job at a time, each
+    tensor still decoded in parallel chunks by the codec."""
     names = list(meta.params) if names is None else names
     progress = Progress(f"checking out {path}", len(names))
 
-    def load(name: str) -> RawTensor:
-        entry = meta.params[name]
-        tensor = load_entry(entry, store, name)
-        progress.advance()
-        return tensor
+    def nbytes(name: str) -> int:
+        e = meta.params[name]
+        return numel(e.shape) * dtypes.get(e.dtype).itemsize
 
+    def load(job: list[str]) -> list[RawTensor]:
+        out = [load_entry(meta.params[name], store, name) for name in job]
+        progress.advance(len(job))
+        return out
+
+    ahead = 1 if config.get_bool("low_memory") else None
     try:
-        yield from parallel.ordered_map(load, names, ahead=1 if config.get_bool("low_memory") else None)
+        for batch in parallel.ordered_map(load, packs.plan(names, nbytes, in_order=True), ahead=ahead):
+            yield from batch
     finally:
         progress.close()
 

@@ -158,9 +158,9 @@ class _Reader(io.RawIOBase):
         return out
 
 
-def unpickle(data, path: str, reader: "_Reader | None" = None):
+def unpickle(data, path: str, reader: "_Reader | io.BytesIO | None" = None):
     """Safely unpickle one object; returns (object, storages seen)."""
-    reader = reader or _Reader(memoryview(data))
+    reader = reader or io.BytesIO(bytes(data))  # a zip's data.pkl: small, read at C speed
     up = SafeUnpickler(reader, path)
     try:
         obj = up.load()

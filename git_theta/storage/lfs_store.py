@@ -4,9 +4,13 @@ import hashlib
 import mmap
 import os
 import tempfile
+import threading
 
 from git_theta.errors import ThetaError
 from git_theta.git import repo
+
+_CACHE_OBJECT_BYTES = 64 << 20
+_CACHE_OBJECTS = 8
 
 
 class ObjectWriter:
@@ -56,6 +60,8 @@ class LfsStore:
         self.objects_dir = os.path.join(base, "objects")
         self.tmp_dir = os.path.join(base, "tmp")
         self._dirs: set[str] = set()
+        self._small: dict[str, object] = {}  # verified small objects, oldest first
+        self._lock = threading.Lock()
 
     def ensure_dir(self, path: str) -> None:
         """makedirs once per folder per process (thousands of small tensors share 256 folders)."""
@@ -85,8 +91,36 @@ class LfsStore:
             raise
         return w.commit()
 
+    def read_entry(self, entry, what: str = "object"):
+        """The stored bytes of a parameter entry: its object, or its slice of a pack (packs)."""
+        blob = self.read(entry.oid, what)
+        where = entry.extra.get("pack")
+        if where is None:
+            return blob
+        try:
+            offset, length = (int(x) for x in where)
+        except (TypeError, ValueError):
+            raise ThetaError(f"metadata of {what} has a malformed pack slice {where!r}") from None
+        if offset < 0 or length < 0 or offset + length > len(blob):
+            raise ThetaError(f"metadata of {what} points past the end of LFS object {entry.oid[:12]}")
+        return memoryview(blob)[offset : offset + length]
+
     def read(self, oid: str, what: str = "object"):
-        """The object's bytes (a read-only map of the file), verified; ThetaError when missing or corrupt."""
+        """The object's bytes (a read-only map of the file), verified; ThetaError when missing or corrupt.
+
+        Small objects (packs, read once per tensor in them) are verified once and kept mapped."""
+        cached = self._small.get(oid)
+        if cached is not None:
+            return cached
+        data = self._read(oid, what)
+        if len(data) <= _CACHE_OBJECT_BYTES:
+            with self._lock:
+                self._small[oid] = data
+                while len(self._small) > _CACHE_OBJECTS:
+                    self._small.pop(next(iter(self._small)))
+        return data
+
+    def _read(self, oid: str, what: str):
         try:
             with open(self.path(oid), "rb") as f:
                 size = os.fstat(f.fileno()).st_size

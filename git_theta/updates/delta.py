@@ -153,4 +153,4 @@ class DeltaUpdate(Update):
 
     def read_parts(self, entry: ParamEntry, store: LfsStore, name: str) -> dict[str, RawTensor]:
         """Read and decode this step's stored parts."""
-        return unpack_parts(store.read(entry.oid, what=f"parameter {name!r}"), name)
+        return unpack_parts(store.read_entry(entry, what=f"parameter {name!r}"), name)

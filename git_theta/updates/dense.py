@@ -45,5 +45,5 @@ class DenseUpdate(Update):
         return ParamEntry(tensor.dtype, tensor.shape, "", oid, size, self.name, codec.NAME)
 
     def load(self, entry: ParamEntry, store: LfsStore, name: str) -> RawTensor:
-        blob = store.read(entry.oid, what=f"parameter {name!r}")
+        blob = store.read_entry(entry, what=f"parameter {name!r}")
         return codec.decode(blob, entry.dtype, entry.shape, what=f"parameter {name!r}")

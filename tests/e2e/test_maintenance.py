@@ -2,6 +2,8 @@
 
 import os
 
+import torch
+
 from tests.helpers import assert_same_state, commit_tracked_model, lfs_objects, load, save, small_model
 
 
@@ -66,11 +68,15 @@ def test_prune_keeps_stashed_and_staged_versions(repo):
 
 
 def test_fsck_finds_corrupt_and_missing_objects(repo):
-    commit_tracked_model(repo, small_model(0), message="base")
-    out = repo.theta("fsck", "--no-fetch")
-    assert out.returncode == 0 and "checked 5 object(s): no problem(s)" in out.stdout.decode()
+    sd = dict(small_model(0))  # small tensors share a pack; two large ones an object each
+    g = torch.Generator().manual_seed(1)
+    sd.update({"big.a": torch.randn(600, 600, generator=g), "big.b": torch.randn(600, 600, generator=g)})
+    commit_tracked_model(repo, sd, message="base")
     root = os.path.join(repo.cwd, ".git", "lfs", "objects")
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+    out = repo.theta("fsck", "--no-fetch")
+    assert len(files) == 3 and out.returncode == 0
+    assert "checked 3 object(s): no problem(s)" in out.stdout.decode()
     with open(files[0], "r+b") as f:
         f.seek(5)
         f.write(b"\x00\x01\x02")

@@ -1,0 +1,128 @@
+"""Small parameters share LFS objects ("packs"): the stored forms of many small tensors back to
+back in one object, each entry naming its slice (`theta_metadata.pack = [offset, length]`).
+
+A checkpoint of 10,000 small tensors then writes, transfers and verifies a few dozen files
+instead of 10,000 (creating a file costs ~0.5 ms here, more than encoding a small tensor).
+Large tensors keep an object each, so unchanged ones are still shared between versions.
+"""
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+from git_theta import parallel
+from git_theta.metadata import ParamEntry
+from git_theta.storage.lfs_store import LfsStore
+
+PACK_KEY = "pack"
+SMALL_BYTES = 1 << 20  # tensors up to this raw size are packed with others
+PACK_BYTES = 32 << 20  # raw bytes of small tensors per pack
+
+
+def plan(names: list[str], nbytes: Callable[[str], int], in_order: bool = False) -> list[list[str]]:
+    """Jobs: each large tensor alone, small ones in batches of ~PACK_BYTES. Small tensors between
+    large ones share batches unless `in_order` (readers that must yield in name order), where a
+    large tensor closes the batch before it."""
+    jobs: list[list[str]] = []
+    batch: list[str] = []
+    held = 0
+    for name in names:
+        size = nbytes(name)
+        if size > SMALL_BYTES:
+            if in_order and batch:
+                jobs.append(batch)
+                batch, held = [], 0
+            jobs.append([name])
+            continue
+        if batch and held + size > PACK_BYTES:
+            jobs.append(batch)
+            batch, held = [], 0
+        batch.append(name)
+        held += size
+    if batch:
+        jobs.append(batch)
+    return jobs
+
+
+class _Slot:
+    """An object written into the pack: the ObjectWriter interface over the pack's buffer (a
+    batch stores its tensors one after another, so one slot is open at a time)."""
+
+    def __init__(self, pack: "PackingStore"):
+        self.pack, self.start = pack, len(pack.buf)
+
+    def write(self, data) -> int:
+        n = len(memoryview(data).cast("B"))
+        self.pack.buf += data
+        return n
+
+    def commit(self) -> tuple[str, int]:
+        return self.pack._add(self.start, len(self.pack.buf) - self.start)
+
+    def abort(self) -> None:
+        del self.pack.buf[self.start :]
+
+
+class PackingStore:
+    """Stands in for an LfsStore while a batch of small tensors is stored: objects written go
+    into one pack (placeholder oids), which finish() writes and points the entries at."""
+
+    def __init__(self, store: LfsStore):
+        self.store = store
+        self.buf = bytearray()
+        self.slices: list[list[int]] = []
+        self.placeholders: dict[str, int] = {}
+
+    def __getattr__(self, name):  # reads and lookups go to the real store
+        return getattr(self.store, name)
+
+    def writer(self) -> _Slot:
+        return _Slot(self)
+
+    def _add(self, start: int, length: int) -> tuple[str, int]:
+        token = f"{len(self.placeholders) + 1:064x}"  # never a real sha256 in practice; replaced below
+        self.placeholders[token] = len(self.slices)
+        self.slices.append([start, length])
+        return token, length
+
+    def finish(self, entries: dict[str, ParamEntry]) -> dict[str, ParamEntry]:
+        """Write the pack (or a lone object as itself); entries pointing at it get its oid."""
+        if not self.slices:
+            return entries
+        lone = len(self.slices) == 1
+        if lone:
+            start, length = self.slices[0]
+            oid, size = self.store.put(memoryview(self.buf)[start : start + length])
+        else:
+            oid, size = self.store.put(self.buf)
+        out = {}
+        for name, entry in entries.items():
+            i = self.placeholders.get(entry.oid)
+            if i is None:
+                out[name] = entry
+                continue
+            extra = dict(entry.extra)
+            if not lone:
+                extra[PACK_KEY] = self.slices[i]
+            out[name] = dataclasses.replace(entry, oid=oid, size=size, extra=extra)
+        self.buf, self.slices = bytearray(), []
+        return out
+
+
+def store_all(
+    names: list[str],
+    nbytes: Callable[[str], int],
+    store_one: Callable[[str, LfsStore], ParamEntry],
+    store: LfsStore,
+) -> Iterator[dict[str, ParamEntry]]:
+    """store_one(name, store) for every name on worker threads, small tensors packed; yields
+    {name: entry} per job (jobs are not in name order: callers order the entries)."""
+
+    def job(names_: list[str]) -> dict[str, ParamEntry]:
+        if len(names_) == 1 and nbytes(names_[0]) > SMALL_BYTES:
+            return {names_[0]: store_one(names_[0], store)}
+        packer = PackingStore(store)
+        return packer.finish({n: store_one(n, packer) for n in names_})
+
+    jobs = plan(names, nbytes)
+    # results are small entries: workers need not wait behind one large tensor
+    yield from parallel.ordered_map(job, jobs, ahead=len(jobs))
