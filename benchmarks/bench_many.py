@@ -8,7 +8,6 @@ checkpoint of the same total size (GPT-2-small's count), both torch files of ran
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
