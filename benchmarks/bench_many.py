@@ -8,6 +8,7 @@ checkpoint of the same total size (GPT-2-small's count), both torch files of ran
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -58,13 +59,19 @@ def main() -> None:
     ap.add_argument("--size-mb", type=float, default=498)
     ap.add_argument("--many", type=int, default=10000)
     ap.add_argument("--few", type=int, default=148)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per checkpoint (medians shown)")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="theta-bench-many-")
     os.makedirs(workdir, exist_ok=True)
     size = int(args.size_mb * 1e6)
-    few, many = run(args.few, size, workdir), run(args.many, size, workdir)
-    print(f"\n{args.size_mb:.0f} MB of fp32 weights as {args.few} or {args.many} tensors (torch files)\n")
+    runs = {n: [] for n in (args.few, args.many)}
+    for _ in range(args.repeat):  # interleaved, so drifting disk speed hits both alike
+        for n in runs:
+            runs[n].append(run(n, size, workdir))
+    few, many = ({k: statistics.median(r[k] for r in runs[n]) for k in runs[n][0]} for n in runs)
+    print(f"\n{args.size_mb:.0f} MB of fp32 weights as {args.few} or {args.many} tensors (torch files)")
+    print(f"median of {args.repeat} runs each\n")
     print(f"{'':<14}{args.few:>10}{args.many:>10}   ratio (target < 2)")
     for key, label in (("add_s", "git add (s)"), ("checkout_s", "checkout (s)")):
         print(f"{label:<14}{few[key]:>10.2f}{many[key]:>10.2f}   {many[key] / few[key]:.2f}")

@@ -13,7 +13,6 @@ One whole-tensor chunk encodes at ~130 MB/s (no parallelism), hence the chunking
 is recorded per parameter, so stored objects stay readable if the choice changes.
 """
 
-import json
 import mmap
 import threading
 
@@ -82,7 +81,7 @@ _ENCODERS_KEPT = 64
 
 
 def _encoder(key: tuple, dt: dtypes.DType, chunks: list[int], compressor: dict):
-    """(zarr store, its in-memory kvstore) for arrays of spec `key`, kept per thread: opening one
+    """(zarr store, its in-memory kvstore, its .zarray) for arrays of spec `key`, kept per thread: opening one
     costs more than encoding a small tensor, and models repeat shapes. Every chunk written is
     deleted once emitted, so a kept store holds only its .zarray."""
     shape, skip_zero = key[1], key[4]
@@ -93,7 +92,8 @@ def _encoder(key: tuple, dt: dtypes.DType, chunks: list[int], compressor: dict):
     if pair is None:
         ctx = ts.Context()
         store = ts.open(_spec(dt, shape, chunks, compressor, skip_zero), create=True, context=ctx).result()
-        pair = (store, ts.KvStore.open({"driver": "memory"}, context=ctx).result())
+        kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
+        pair = (store, kv, kv.read(b".zarray").result().value)
         while len(kept) >= _ENCODERS_KEPT:
             kept.pop(next(iter(kept)))
     kept[key] = pair  # most recently used last
@@ -116,18 +116,20 @@ def encode(tensor: RawTensor, sink, compressor: dict | None = None, skip_zero: b
         dt.name,
         tuple(tensor.shape),
         tuple(chunks),
-        json.dumps(compressor or _COMPRESSOR, sort_keys=True),
+        tuple(sorted((compressor or _COMPRESSOR).items())),
         skip_zero,
     )
-    store, kv = _encoder(key, dt, chunks, compressor or _COMPRESSOR)
+    store, kv, zarray = _encoder(key, dt, chunks, compressor or _COMPRESSOR)
     try:
-        _encode_with(store, kv, array, tensor.shape, chunks, skip_zero, sink)
+        _encode_with(store, kv, zarray, array, tensor.shape, chunks, skip_zero, sink)
     except BaseException:
         _encoders.kept.pop(key, None)  # chunks may be left in its kvstore: never reuse it
         raise
 
 
-def _encode_with(store, kv, array: np.ndarray, shape, chunks: list[int], skip_zero: bool, sink) -> None:
+def _encode_with(
+    store, kv, zarray: bytes, array: np.ndarray, shape, chunks: list[int], skip_zero: bool, sink
+) -> None:
     count = 1
     for size, chunk in zip(shape, chunks):
         count *= -(-size // chunk)
@@ -138,12 +140,12 @@ def _encode_with(store, kv, array: np.ndarray, shape, chunks: list[int], skip_ze
         count = sum(1 for i in range(0, array.size, step) if array[i : i + step].any())
     packer = msgpack.Packer()
     sink.write(packer.pack_map_header(count + 1))
-    _emit(kv, b".zarray", sink, packer)
+    _put(b".zarray", zarray, sink, packer)
     if not count:
         return
-    if not shape:
+    if not shape or (count == 1 and list(chunks) == list(shape)):  # one chunk: its key is known
         store.write(array).result()
-        _emit(kv, b"0", sink, packer)
+        _emit(kv, ".".join("0" * max(1, len(shape))).encode(), sink, packer)
         return
     row_bytes = array.nbytes // shape[0]
     step = chunks[0] * max(1, SLAB_BYTES // max(1, chunks[0] * row_bytes))
@@ -155,13 +157,15 @@ def _encode_with(store, kv, array: np.ndarray, shape, chunks: list[int], skip_ze
 
 
 def _emit(kv, key: bytes, sink, packer) -> None:
-    """Stream one stored key/value pair out as msgpack and drop it from memory."""
-    value = kv.read(key).result().value
+    """Stream one stored chunk out as msgpack and drop it from memory."""
+    _put(key, kv.read(key).result().value, sink, packer)
+    del kv[key]
+
+
+def _put(key: bytes, value: bytes, sink, packer) -> None:
     sink.write(packer.pack(key.decode("utf-8")))
     sink.write(_bin_header(len(value)))
     sink.write(value)
-    if key != b".zarray":
-        del kv[key]
 
 
 def _chunks(view: memoryview, ends: dict | None = None) -> dict[str, memoryview]:
