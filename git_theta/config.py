@@ -16,6 +16,7 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "parameter_rtol": ("GIT_THETA_PARAMETER_RTOL", "theta.parameterRtol", None),
     "skip_smudge": ("GIT_THETA_SKIP_SMUDGE", "theta.skipSmudge", "0"),
     "merge_interactive": ("GIT_THETA_MERGE_INTERACTIVE", "theta.merge.interactive", "1"),
+    "fsync": ("GIT_THETA_FSYNC", "theta.fsync", "1"),  # objects reach the disk before they count
 }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from git_theta import parallel
 from git_theta.api.frameworks import flatten, to_raw
 from git_theta.api.layouts import format_for_path, layout_for
+from git_theta.commands.add import index_turn
 from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
 from git_theta.filter.previous import by_content
@@ -161,7 +162,7 @@ def _remember(memo: dict, name: str, entry, tensor, before, decoded_snapshot, sp
 
 def commit_state(top: str, rel: str, meta: Metadata, message: str, ref: str, materialize: bool) -> str:
     """Commit `meta` as `rel` on `ref`; keep the working tree as it was unless `materialize`."""
-    with _lock(top):
+    with _lock(top), index_turn(cwd=top):  # threads here, other processes' git theta add
         blobs = {rel: write_blob(meta.dumps(), top)}
         blobs.update(attributes_blob_for(top, rel, ref))
         on_head = ref == "HEAD" or ref == current_branch_ref(top)

@@ -6,6 +6,7 @@ import os
 import tempfile
 import threading
 
+from git_theta import config
 from git_theta.errors import ThetaError
 from git_theta.git import repo
 
@@ -32,7 +33,13 @@ class ObjectWriter:
         return n
 
     def commit(self) -> tuple[str, int]:
-        """Close, then move into place under the object's oid; returns (oid, size)."""
+        """Flush, fsync, close, then move into place under the object's oid; returns (oid, size).
+
+        A kill (or power loss, thanks to the fsync) at any point leaves a temp file that prune
+        removes, never a partial object under a valid name."""
+        self.file.flush()
+        if self.store.fsync:
+            os.fsync(self.file.fileno())
         self.file.close()
         oid = self.digest.hexdigest()
         final = self.store.path(oid)
@@ -60,6 +67,7 @@ class LfsStore:
         self.objects_dir = os.path.join(base, "objects")
         self.tmp_dir = os.path.join(base, "tmp")
         self._dirs: set[str] = set()
+        self.fsync = config.get_bool("fsync")
         self._small: dict[str, object] = {}  # verified small objects, oldest first
         self._lock = threading.Lock()
 
