@@ -8,11 +8,15 @@ import json
 from dataclasses import dataclass, field
 
 from git_theta import dtypes
-from git_theta.errors import ThetaError
+from git_theta.errors import ThetaError, shorten
+from git_theta.tensor import numel
 
 VERSION = 1
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
 _MAX_METADATA = 512 << 20
+_MAX_NAME = 1024  # characters in a parameter name
+_MAX_NDIM = 32
+_MAX_TENSOR_BYTES = 1 << 44  # 16 TiB: past any real tensor; refused before anything is allocated
 
 
 @dataclass
@@ -51,30 +55,50 @@ class ParamEntry:
 
     @classmethod
     def from_json(cls, obj: dict, name: str) -> "ParamEntry":
+        """Parse and check one parameter's entry; ThetaError (one line) when it is malformed."""
+        where = f"metadata for parameter {shorten(name)}"
         try:
             tm, lm, th = obj["tensor_metadata"], obj["lfs_metadata"], dict(obj["theta_metadata"])
-            shape = tuple(int(s) for s in tm["shape"])
+            if not isinstance(tm["shape"], list) or not all(type(s) is int for s in tm["shape"]):
+                raise TypeError(f"shape {shorten(tm['shape'])} is not a list of integers")
+            shape = tuple(tm["shape"])
+            for key, value in (("dtype", tm["dtype"]), ("hash", tm["hash"]), ("oid", lm["oid"])):
+                if not isinstance(value, str):
+                    raise TypeError(f"{key} {shorten(value)} is not a string")
+            if type(lm["size"]) is not int or not isinstance(th.get("update_type"), str):
+                raise TypeError("size or update_type has the wrong type")
             entry = cls(
-                dtype=str(tm["dtype"]),
+                dtype=tm["dtype"],
                 shape=shape,
-                hash=str(tm["hash"]),
-                oid=str(lm["oid"]),
-                size=int(lm["size"]),
-                update_type=str(th.pop("update_type")),
+                hash=tm["hash"],
+                oid=lm["oid"],
+                size=lm["size"],
+                update_type=th.pop("update_type"),
                 codec=str(th.pop("codec", "")),
                 extra=th,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            detail = f"missing key {shorten(exc.args[0])}" if isinstance(exc, KeyError) else str(exc)
             raise ThetaError(
-                f"metadata for parameter {name!r} is malformed ({type(exc).__name__}: {exc})"
+                f"{where} is malformed ({detail}); restore the file from a good commit"
             ) from None
         if entry.dtype not in dtypes.DTYPES:
-            raise ThetaError(f"metadata for parameter {name!r} has unknown dtype {entry.dtype!r}")
+            raise ThetaError(f"{where} has unknown dtype {shorten(entry.dtype)}")
         if len(entry.oid) != 64 or any(c not in "0123456789abcdef" for c in entry.oid):
-            raise ThetaError(f"metadata for parameter {name!r} has a malformed LFS oid")
-        if any(s < 0 for s in shape):
-            raise ThetaError(f"metadata for parameter {name!r} has a negative dimension")
+            raise ThetaError(f"{where} has a malformed LFS oid")
+        if any(s < 0 for s in shape) or entry.size < 0:
+            raise ThetaError(f"{where} has a negative dimension or size")
+        if len(shape) > _MAX_NDIM or numel(shape) * dtypes.get(entry.dtype).itemsize > _MAX_TENSOR_BYTES:
+            raise ThetaError(f"{where} has an absurd shape {shorten(list(shape))}")
         return entry
+
+
+def check_name(name) -> None:
+    """Parameter names come from files we did not write: bounded, printable strings."""
+    if not isinstance(name, str):
+        raise ThetaError(f"parameter name {shorten(name)} is not a string")
+    if len(name) > _MAX_NAME or any(ord(c) < 32 for c in name):
+        raise ThetaError(f"parameter name {shorten(name)} is too long or holds control characters")
 
 
 @dataclass
@@ -95,19 +119,28 @@ class Metadata:
 
     @classmethod
     def loads(cls, data: bytes | bytearray | memoryview, path: str = "") -> "Metadata":
+        """Parse and check a metadata file; ThetaError (one line) when it is malformed."""
         try:
             doc = json.loads(bytes(data))
             ck, params = doc["checkpoint"], doc["parameters"]
             version = doc["git_theta"]["metadata_version"]
-            order = list(ck["order"])
-            fmt, layout = str(ck["format"]), dict(ck["layout"])
+            order, fmt, layout = ck["order"], ck["format"], ck["layout"]
+            if not isinstance(order, list) or not isinstance(params, dict):
+                raise TypeError("order is not a list or parameters not a map")
+            if not isinstance(fmt, str) or not isinstance(layout, dict):
+                raise TypeError("format is not a string or layout not a map")
+        except RecursionError:
+            raise ThetaError("git-theta metadata is nested too deeply to be real", path) from None
         except (ValueError, KeyError, TypeError) as exc:
-            raise ThetaError(f"git-theta metadata is malformed ({type(exc).__name__}: {exc})", path) from None
+            detail = f"missing key {shorten(exc.args[0])}" if isinstance(exc, KeyError) else str(exc)
+            raise ThetaError(f"git-theta metadata is malformed ({shorten(detail, 200)})", path) from None
         if version != VERSION:
-            raise ThetaError(f"metadata version {version} is not supported; upgrade git-theta", path)
-        if not isinstance(params, dict) or sorted(order) != sorted(params):
-            raise ThetaError("metadata parameter list does not match its order", path)
+            raise ThetaError(f"metadata version {shorten(version)} is not supported; upgrade git-theta", path)
         try:
+            for name in order:
+                check_name(name)
+            if len(set(order)) != len(order) or set(order) != set(params):
+                raise ThetaError("metadata parameter list does not match its order")
             entries = {name: ParamEntry.from_json(params[name], name) for name in order}
         except ThetaError as exc:
             raise ThetaError(str(exc), path) from None

@@ -8,7 +8,7 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
-from git_theta.errors import ThetaError
+from git_theta.errors import ThetaError, shorten
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ class Registry(Generic[T]):
             return self._load()[name.lower()]
         except KeyError:
             raise ThetaError(
-                f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or 'none'}"
+                f"unknown {self.kind} {shorten(name)}; known: {', '.join(self.names()) or 'none'}"
             ) from None
 
     def classes(self) -> list[type]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from git_theta import config, dtypes, parallel
+from git_theta.errors import ThetaError, shorten
 from git_theta.formats.detect import by_name
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
@@ -22,8 +23,11 @@ log = get_logger(__name__)
 def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) -> None:
     """Fetch, in one batch, every object the metadata needs that the store lacks."""
     needed: dict[str, int] = {}
-    for entry in meta.params.values():
-        needed.update(objects_of(entry))
+    for name, entry in meta.params.items():
+        try:
+            needed.update(objects_of(entry, name))
+        except ThetaError as exc:
+            raise ThetaError(str(exc), path) from None
     transfer.fetch(store, needed, cwd or ".", what=path)
 
 
@@ -67,7 +71,15 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
     specs = [TensorSpec(name, e.dtype, tuple(e.shape)) for name, e in meta.params.items()]
 
     def write(out: BinaryIO) -> None:
-        fmt.write(meta.layout, specs, load_tensors(meta, store, path), out, path)
+        try:
+            fmt.write(meta.layout, specs, load_tensors(meta, store, path), out, path)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            # the layout comes from the metadata file, which may have been edited by hand
+            raise ThetaError(
+                f"the checkpoint layout in its metadata is malformed ({shorten(str(exc), 120)}); "
+                "restore the file from a good commit",
+                path,
+            ) from None
         log.info("smudge %s: %d parameters", path, len(specs))
 
     return write

@@ -1,11 +1,14 @@
 """The checkpoint format plug-in interface and the in-memory checkpoint it produces."""
 
+import functools
 import os
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from git_theta.errors import CheckpointError, shorten
 from git_theta.tensor import RawTensor, TensorSpec
 
 
@@ -28,6 +31,12 @@ class CheckpointFormat(ABC):
     aliases: tuple[str, ...] = ()
     extensions: tuple[str, ...] = ()
 
+    def __init_subclass__(cls, **kwargs):
+        """Every reader, ours or a plug-in's, reports a malformed file as a CheckpointError."""
+        super().__init_subclass__(**kwargs)
+        if "read" in cls.__dict__ and not getattr(cls.__dict__["read"], "_guarded", False):
+            cls.read = _guarded(cls.__dict__["read"])
+
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         """True when the first bytes of a file look like this format."""
@@ -46,3 +55,36 @@ class CheckpointFormat(ABC):
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str
     ) -> None:
         """Write the checkpoint to `out`; `tensors` yields the data of `specs`, in that order."""
+
+
+# what parsing bytes from a file we did not write can raise besides our own errors
+_MALFORMED = (
+    struct.error,
+    ValueError,
+    OverflowError,
+    IndexError,
+    KeyError,
+    TypeError,
+    EOFError,
+    AttributeError,
+    RecursionError,
+    MemoryError,
+)
+
+
+def _guarded(read):
+    @functools.wraps(read)
+    def wrapper(self, data, path):
+        try:
+            return read(self, data, path)
+        except CheckpointError:
+            raise
+        except _MALFORMED as exc:
+            detail = shorten(f"{type(exc).__name__}: {exc}", 120)
+            raise CheckpointError(
+                f"corrupt or truncated {self.name} checkpoint ({detail}); re-save it or restore a good copy",
+                path,
+            ) from None
+
+    wrapper._guarded = True
+    return wrapper
