@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from git_theta.errors import ThetaError
+from git_theta.errors import ThetaError, from_os_error
 from git_theta.logs import get_logger
 
 
@@ -18,6 +18,12 @@ def _user_errors(fn):
             return fn(*args, **kwargs)
         except ThetaError as exc:
             click.echo(f"git-theta: error: {exc}", err=True)
+            sys.exit(1)
+        except OSError as exc:
+            known = from_os_error(exc)
+            if known is None:
+                raise
+            click.echo(f"git-theta: error: {known}", err=True)
             sys.exit(1)
 
     return wrapper

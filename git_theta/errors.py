@@ -26,3 +26,23 @@ class CheckpointError(ThetaError):
 
 class MissingObjectError(ThetaError):
     """An LFS object that is neither local nor fetchable."""
+
+
+def from_os_error(exc: OSError, path: str | None = None) -> "ThetaError | None":
+    """A clear message for the file-system failures users meet (disk full, read-only, no
+    permission), naming the file and the fix; None for other errors."""
+    import errno
+
+    where = exc.filename or "the repository"
+    fixes = {
+        errno.ENOSPC: f"no space left on the device holding {where}; free space (`git theta prune` "
+        "drops unreferenced objects) and run the command again",
+        errno.EDQUOT: f"disk quota exceeded writing {where}; free space and run the command again",
+        errno.EROFS: f"{where} is on a read-only file system; git-theta must write .git/lfs to store "
+        "tensors (checkouts of objects already there still work)",
+        errno.EACCES: f"permission denied on {where}; fix its permissions or owner and run the command again",
+        errno.EPERM: f"operation not permitted on {where}; fix its permissions or owner and run the command again",
+        errno.EFBIG: f"{where} would exceed the file size limit (ulimit -f); raise it and run the command again",
+    }
+    message = fixes.get(exc.errno)
+    return ThetaError(message, path) if message else None

@@ -4,12 +4,14 @@ import sys
 
 import click
 
-from git_theta.errors import ThetaError
+from git_theta.errors import ThetaError, from_os_error
 from git_theta.logs import get_logger
 
 
 def _fail(path: str, exc: BaseException) -> None:
     """One line on stderr and exit 1; the traceback only in the debug log."""
+    if isinstance(exc, OSError):
+        exc = from_os_error(exc, path) or exc
     if isinstance(exc, ThetaError):
         raise click.ClickException(str(exc)) from None
     get_logger(__name__).debug("unexpected failure", exc_info=exc)

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import BinaryIO
 
-from git_theta.errors import ThetaError
+from git_theta.errors import ThetaError, from_os_error
 from git_theta.filter.context import pass_through
 from git_theta.filter.spool import Spool
 from git_theta.git import pktline, repo
@@ -30,6 +30,8 @@ def _handshake(r: BinaryIO, w: BinaryIO) -> None:
 
 
 def _respond_error(w: BinaryIO, path: str, exc: BaseException) -> None:
+    if isinstance(exc, OSError):
+        exc = from_os_error(exc, path) or exc
     sys.stderr.write(f"git-theta: {exc if isinstance(exc, ThetaError) else f'{path}: {exc}'}\n")
     sys.stderr.flush()
     pktline.write_text(w, "status=error")

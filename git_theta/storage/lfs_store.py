@@ -37,10 +37,14 @@ class ObjectWriter:
 
         A kill (or power loss, thanks to the fsync) at any point leaves a temp file that prune
         removes, never a partial object under a valid name."""
-        self.file.flush()
-        if self.store.fsync:
-            os.fsync(self.file.fileno())
-        self.file.close()
+        try:
+            self.file.flush()
+            if self.store.fsync:
+                os.fsync(self.file.fileno())
+            self.file.close()
+        except BaseException:  # disk full at the last write, say: leave nothing behind
+            self.abort()
+            raise
         oid = self.digest.hexdigest()
         final = self.store.path(oid)
         if os.path.exists(final):
@@ -52,7 +56,10 @@ class ObjectWriter:
         return oid, self.size
 
     def abort(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:
+            pass  # its buffered bytes could not be written: they are dropped with the file
         if os.path.exists(self.tmp_path):
             os.unlink(self.tmp_path)
 

@@ -6,6 +6,7 @@ oids to one `git lfs push --object-id` call per few hundred objects.
 """
 
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -48,6 +49,8 @@ def fetch(
     accepted; what is still missing after a failed attempt is tried again with backoff.
     """
     missing = {oid: size for oid, size in objects.items() if not store.has(oid)}
+    if missing:
+        require_git_lfs(f"fetch {len(missing)} LFS object(s) of {what or 'the model'}")
     err = ""
     for attempt in range(_retries() + 1):
         if not missing:
@@ -172,8 +175,19 @@ def _drain_content(r) -> None:
     pktline.read_text_list(r)
 
 
+def require_git_lfs(purpose: str) -> None:
+    """A clear error (instead of git's "not a git command") when git-lfs is not installed."""
+    if shutil.which("git-lfs") is None:
+        raise MissingObjectError(
+            f"git-lfs is not installed, and git-theta needs it to {purpose}; install it "
+            "(apt-get install git-lfs, brew install git-lfs) and run `git lfs install`"
+        )
+
+
 def push(remote: str, oids: list[str], cwd: str) -> None:
     """Upload objects to `remote` with git-lfs; it skips what the remote already has."""
+    if oids:
+        require_git_lfs(f"push {len(oids)} LFS object(s) to {remote!r}")
     for i in range(0, len(oids), _PUSH_BATCH):
         batch = oids[i : i + _PUSH_BATCH]
         proc = subprocess.run(
