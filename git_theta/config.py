@@ -11,6 +11,7 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "update_data_path": ("GIT_THETA_UPDATE_DATA_PATH", "theta.updateDataPath", None),
     "max_concurrency": ("GIT_THETA_MAX_CONCURRENCY", "theta.maxConcurrency", "-1"),
     "low_memory": ("GIT_THETA_LOW_MEMORY", "theta.lowMemory", "0"),
+    "low_memory_share": ("GIT_THETA_LOW_MEMORY_SHARE", "theta.lowMemoryShare", "0.5"),
     "log_level": ("GIT_THETA_LOG_LEVEL", "theta.logLevel", "WARNING"),
     "parameter_atol": ("GIT_THETA_PARAMETER_ATOL", "theta.parameterAtol", None),
     "parameter_rtol": ("GIT_THETA_PARAMETER_RTOL", "theta.parameterRtol", None),

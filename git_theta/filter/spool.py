@@ -30,9 +30,8 @@ def spill_threshold() -> int:
     """Bytes of content held in memory before spilling to disk."""
     if config.get_bool("low_memory"):
         return 0
-    try:
-        share = float(os.environ.get("GIT_THETA_LOW_MEMORY_SHARE", "0.5"))
-    except ValueError:
+    share = config.get_float("low_memory_share")
+    if share is None or share <= 0:
         share = 0.5
     return int(_available_memory() * share)
 
