@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from git_theta import dtypes
 from git_theta.errors import ThetaError, shorten
+from git_theta.jsontext import dumps_indent1
 from git_theta.tensor import numel
 
 VERSION = 1
@@ -115,7 +116,7 @@ class Metadata:
             "checkpoint": {"format": self.format, "layout": self.layout, "order": list(self.params)},
             "parameters": {name: e.to_json() for name, e in self.params.items()},
         }
-        return (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+        return (dumps_indent1(doc) + "\n").encode("utf-8")
 
     @classmethod
     def loads(cls, data: bytes | bytearray | memoryview, path: str = "") -> "Metadata":

@@ -7,6 +7,7 @@ Large tensors keep an object each, so unchanged ones are still shared between ve
 """
 
 import dataclasses
+import io
 from collections.abc import Callable, Iterator
 
 from git_theta import parallel
@@ -48,18 +49,17 @@ class _Slot:
     batch stores its tensors one after another, so one slot is open at a time)."""
 
     def __init__(self, pack: "PackingStore"):
-        self.pack, self.start = pack, len(pack.buf)
+        self.pack, self.start = pack, pack.buf.tell()
 
     def write(self, data) -> int:
-        n = len(memoryview(data).cast("B"))
-        self.pack.buf += data
-        return n
+        return self.pack.buf.write(data)
 
     def commit(self) -> tuple[str, int]:
-        return self.pack._add(self.start, len(self.pack.buf) - self.start)
+        return self.pack._add(self.start, self.pack.buf.tell() - self.start)
 
     def abort(self) -> None:
-        del self.pack.buf[self.start :]
+        self.pack.buf.seek(self.start)
+        self.pack.buf.truncate()
 
 
 class PackingStore:
@@ -68,7 +68,7 @@ class PackingStore:
 
     def __init__(self, store: LfsStore):
         self.store = store
-        self.buf = bytearray()
+        self.buf = io.BytesIO()
         self.slices: list[list[int]] = []
         self.placeholders: dict[str, int] = {}
 
@@ -89,11 +89,15 @@ class PackingStore:
         if not self.slices:
             return entries
         lone = len(self.slices) == 1
-        if lone:
-            start, length = self.slices[0]
-            oid, size = self.store.put(memoryview(self.buf)[start : start + length])
-        else:
-            oid, size = self.store.put(self.buf)
+        data = self.buf.getbuffer()
+        try:
+            if lone:
+                start, length = self.slices[0]
+                oid, size = self.store.put(data[start : start + length])
+            else:
+                oid, size = self.store.put(data)
+        finally:
+            data.release()
         out = {}
         for name, entry in entries.items():
             i = self.placeholders.get(entry.oid)
@@ -104,7 +108,7 @@ class PackingStore:
             if not lone:
                 extra[PACK_KEY] = self.slices[i]
             out[name] = dataclasses.replace(entry, oid=oid, size=size, extra=extra)
-        self.buf, self.slices = bytearray(), []
+        self.buf, self.slices = io.BytesIO(), []
         return out
 
 
