@@ -80,24 +80,32 @@ _encoders = threading.local()
 _ENCODERS_KEPT = 64
 
 
-def _encoder(key: tuple, dt: dtypes.DType, chunks: list[int], compressor: dict):
-    """(zarr store, its in-memory kvstore, its .zarray) for arrays of spec `key`, kept per thread: opening one
-    costs more than encoding a small tensor, and models repeat shapes. Every chunk written is
-    deleted once emitted, so a kept store holds only its .zarray."""
-    shape, skip_zero = key[1], key[4]
-    kept = getattr(_encoders, "kept", None)
+def _kept(local: threading.local, key, open_new):
+    """A per-thread least-recently-used map of opened tensorstore objects: `open_new()` on a miss."""
+    kept = getattr(local, "kept", None)
     if kept is None:
-        kept = _encoders.kept = {}
-    pair = kept.pop(key, None)
-    if pair is None:
-        ctx = ts.Context()
-        store = ts.open(_spec(dt, shape, chunks, compressor, skip_zero), create=True, context=ctx).result()
-        kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
-        pair = (store, kv, kv.read(b".zarray").result().value)
+        kept = local.kept = {}
+    value = kept.pop(key, None)
+    if value is None:
+        value = open_new()
         while len(kept) >= _ENCODERS_KEPT:
             kept.pop(next(iter(kept)))
-    kept[key] = pair  # most recently used last
-    return pair
+    kept[key] = value  # most recently used last
+    return value
+
+
+def _encoder(key: tuple, dt: dtypes.DType, chunks: list[int], compressor: dict):
+    """(zarr store, its in-memory kvstore, its .zarray) for arrays of spec `key`, kept per thread:
+    opening one costs more than encoding a small tensor, and models repeat shapes. Every chunk
+    written is deleted once emitted, so a kept store holds only its .zarray."""
+
+    def open_new():
+        ctx = ts.Context()
+        store = ts.open(_spec(dt, key[1], chunks, compressor, key[4]), create=True, context=ctx).result()
+        kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
+        return store, kv, kv.read(b".zarray").result().value
+
+    return _kept(_encoders, key, open_new)
 
 
 def encode(tensor: RawTensor, sink, compressor: dict | None = None, skip_zero: bool = False) -> None:
@@ -232,20 +240,17 @@ _decoders = threading.local()
 def _decoder(zarray: bytes):
     """(in-memory kvstore, zarr store) opened on this .zarray, kept per thread like _encoder;
     every chunk key written is deleted after it is read."""
-    kept = getattr(_decoders, "kept", None)
-    if kept is None:
-        kept = _decoders.kept = {}
-    pair = kept.pop(zarray, None)
-    if pair is None:
+
+    def open_new():
         ctx = ts.Context()
         kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
         kv.write(".zarray", zarray).result()
-        store = ts.open({"driver": "zarr", "kvstore": {"driver": "memory"}}, open=True, context=ctx).result()
-        pair = (kv, store)
-        while len(kept) >= _ENCODERS_KEPT:
-            kept.pop(next(iter(kept)))
-    kept[zarray] = pair
-    return pair
+        return (
+            kv,
+            ts.open({"driver": "zarr", "kvstore": {"driver": "memory"}}, open=True, context=ctx).result(),
+        )
+
+    return _kept(_decoders, zarray, open_new)
 
 
 def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> RawTensor:

@@ -148,3 +148,15 @@ def commit_tracked_model(repo, sd, name: str = "model.pt", message: str = "v1") 
     repo("add", "-A")
     repo("commit", "-qm", message)
     return path
+
+
+def push_and_clone(repo, bare_remote: str, dest: str, env: dict | None = None) -> str:
+    """Add `bare_remote` as origin, push main there and clone it to `dest` (returned)."""
+    import subprocess
+
+    repo("remote", "add", "origin", bare_remote)
+    repo("push", "-q", "origin", "main")
+    subprocess.run(
+        ["git", "clone", "-q", bare_remote, dest], env=env or repo.env, check=True, capture_output=True
+    )
+    return dest

@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from tests.helpers import assert_same_state, load, save
+from tests.helpers import assert_same_state, load, push_and_clone, save
 
 POINTS = int(os.environ.get("GIT_THETA_CRASH_POINTS", "8"))
 
@@ -76,10 +76,7 @@ def test_kill_at_random_points(repo, bare_remote, tmp_path):
     save(states[0], path)
     repo("add", "-A")
     repo("commit", "-qm", "v0")
-    repo("remote", "add", "origin", bare_remote)
-    repo("push", "-q", "origin", "main")
-    clone = str(tmp_path / "clone")
-    subprocess.run(["git", "clone", "-q", bare_remote, clone], env=repo.env, check=True, capture_output=True)
+    clone = push_and_clone(repo, bare_remote, str(tmp_path / "clone"))
     c = repo.at(clone)
     kinds = ["clean", "smudge", "push", "fetch"]
     span = {"clean": 1.0, "smudge": 1.0, "push": 1.0, "fetch": 1.0}  # updated from full runs below

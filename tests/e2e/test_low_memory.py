@@ -4,13 +4,13 @@ disk tensor by tensor; spilled input pages are released as tensors are done."""
 import hashlib
 import os
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
 from git_theta.git import hooks
+from tests.helpers import push_and_clone
 
 
 def _model(seed: int) -> dict:
@@ -29,12 +29,17 @@ def low(repo):
     return repo
 
 
-def test_checkout_is_written_by_the_hook_bit_exact(low, tmp_path):
+def _first_version(low) -> tuple[str, str]:
+    """Commit model 0 as m.safetensors; (its path, the file's sha256)."""
     path = os.path.join(low.cwd, "m.safetensors")
     save_file(_model(0), path)
-    first = _sha(path)
     low("add", "-A")
     low("commit", "-qm", "v1")
+    return path, _sha(path)
+
+
+def test_checkout_is_written_by_the_hook_bit_exact(low, tmp_path):
+    path, first = _first_version(low)
     save_file(_model(1), path)
     second = _sha(path)
     low("commit", "-qam", "v2")
@@ -48,14 +53,8 @@ def test_checkout_is_written_by_the_hook_bit_exact(low, tmp_path):
 
 
 def test_fresh_clone_and_pull_write_models(low, bare_remote, tmp_path):
-    path = os.path.join(low.cwd, "m.safetensors")
-    save_file(_model(0), path)
-    low("add", "-A")
-    low("commit", "-qm", "v1")
-    low("remote", "add", "origin", bare_remote)
-    low("push", "-q", "origin", "main")
-    clone = str(tmp_path / "clone")
-    subprocess.run(["git", "clone", "-q", bare_remote, clone], env=low.env, check=True, capture_output=True)
+    path, _ = _first_version(low)
+    clone = push_and_clone(low, bare_remote, str(tmp_path / "clone"))
     assert _sha(os.path.join(clone, "m.safetensors")) == _sha(path)  # hooks installed during the clone ran
     save_file(_model(2), path)
     low("commit", "-qam", "v2")
@@ -67,11 +66,7 @@ def test_fresh_clone_and_pull_write_models(low, bare_remote, tmp_path):
 
 
 def test_failed_deferred_write_keeps_the_note_and_the_metadata(low, tmp_path):
-    path = os.path.join(low.cwd, "m.safetensors")
-    save_file(_model(0), path)
-    want = _sha(path)
-    low("add", "-A")
-    low("commit", "-qm", "v1")
+    path, want = _first_version(low)
     os.remove(path)
     store = os.path.join(low.cwd, ".git", "lfs", "objects")
     moved = str(tmp_path / "objects")
