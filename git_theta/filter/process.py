@@ -29,10 +29,13 @@ def _handshake(r: BinaryIO, w: BinaryIO) -> None:
     w.flush()
 
 
-def _respond_error(w: BinaryIO, path: str, exc: BaseException) -> None:
+def _respond_error(w: BinaryIO, path: str, exc: BaseException, commit: str | None = None) -> None:
     if isinstance(exc, OSError):
         exc = from_os_error(exc, path) or exc
-    sys.stderr.write(f"git-theta: {exc if isinstance(exc, ThetaError) else f'{path}: {exc}'}\n")
+    text = str(exc) if isinstance(exc, ThetaError) else f"{path}: {exc}"
+    if commit:  # git names the commit being checked out (treeish/ref): say which version failed
+        text += f" (checking out {path} at {commit[:12]})"
+    sys.stderr.write(f"git-theta: {text}\n")
     sys.stderr.flush()
     pktline.write_text(w, "status=error")
     pktline.write_flush(w)
@@ -62,14 +65,17 @@ def serve(r: BinaryIO | None = None, w: BinaryIO | None = None) -> int:
         except EOFError:
             return 0
         command, path = headers.get("command"), headers.get("pathname", "")
+        commit = headers.get("treeish") or headers.get("ref")
         spool = Spool(tmp_dir)
         try:
-            _serve_one(w, command, path, pktline.read_content(r, spool).view(), spool.release)
+            _serve_one(w, command, path, pktline.read_content(r, spool).view(), spool.release, commit)
         finally:
             spool.close()
 
 
-def _serve_one(w: BinaryIO, command: str | None, path: str, content: memoryview, release=None) -> None:
+def _serve_one(
+    w: BinaryIO, command: str | None, path: str, content: memoryview, release=None, commit: str | None = None
+) -> None:
     """Answer one request whose content has been read (`release`: see clean)."""
     if command not in ("clean", "smudge"):
         _respond_error(w, path, ThetaError(f"unsupported filter command {command!r}"))
@@ -89,7 +95,7 @@ def _serve_one(w: BinaryIO, command: str | None, path: str, content: memoryview,
             write = prepare_for_git(content, path)
     except Exception as exc:  # expected failures are ThetaErrors; others are reported too
         log.debug("%s failed", command, exc_info=True)
-        _respond_error(w, path, exc)
+        _respond_error(w, path, exc, commit)
         return
     del content
     pktline.write_text(w, "status=success")
@@ -100,7 +106,7 @@ def _serve_one(w: BinaryIO, command: str | None, path: str, content: memoryview,
     except Exception as exc:  # mid-stream: git discards the partial content on status=error
         log.debug("%s failed while writing", command, exc_info=True)
         sink.close()
-        _respond_error(w, path, exc)
+        _respond_error(w, path, exc, commit)
         return
     sink.close()
     pktline.write_flush(w)

@@ -10,6 +10,7 @@ costs a fraction of one encode. The stored entry records the type chosen.
 import numpy as np
 
 from git_theta import codec
+from git_theta.errors import ThetaError
 from git_theta.logs import get_logger
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor, numel
@@ -61,7 +62,11 @@ class AutoUpdate(Update):
         if tensor.nbytes == 0 or not ctx.previous_usable():
             return dense.store(tensor, ctx)
         prev = ctx.previous
-        old, snap = ctx.previous_values()
+        try:
+            old, snap = ctx.previous_values()
+        except ThetaError as exc:  # a corrupt earlier object must not block storing the new value
+            log.warning("%s; storing %s whole instead of as a change", exc, ctx.name)
+            return dense.store(tensor, ctx)
         # (size, label, store) candidates; `store` writes the chosen one
         candidates: list[tuple[float, str, object]] = []
         sparse, bitdelta = SparseUpdate(), BitDeltaUpdate()
@@ -159,6 +164,4 @@ class AutoUpdate(Update):
         return est_delta, est_dense
 
     def load(self, entry: ParamEntry, store, name: str) -> RawTensor:
-        from git_theta.errors import ThetaError
-
         raise ThetaError(f"metadata of parameter {name!r} names update type 'auto', which is never stored")

@@ -83,7 +83,14 @@ def test_corrupt_lfs_object_is_detected(repo):
     os.remove(path)
     proc = repo("checkout", "--", "model.pt", check=False)
     assert proc.returncode != 0
-    assert "corrupt" in proc.stderr.decode()
+    assert "corrupt" in proc.stderr.decode() and "parameter" in proc.stderr.decode()
+    save(small_model(1), path)
+    repo("add", "model.pt")
+    repo("commit", "-qm", "v2")
+    proc = repo("checkout", "-q", "HEAD~1", check=False)  # git names the commit it checks out
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and "corrupt" in err and "parameter" in err
+    assert repo.out("rev-parse", "HEAD~1").strip()[:12] in err
 
 
 def test_not_a_repository(tmp_path, git_env):
