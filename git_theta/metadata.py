@@ -38,6 +38,11 @@ class ParamEntry:
             self.hash == other.hash and self.dtype == other.dtype and tuple(self.shape) == tuple(other.shape)
         )
 
+    @property
+    def nbytes(self) -> int:
+        """Size of the tensor itself (raw bytes), not of what is stored."""
+        return numel(self.shape) * dtypes.get(self.dtype).itemsize
+
     def stored_piece(self) -> tuple[str, int]:
         """(identity, bytes) of this entry's own stored data: its object, or its slice of a
         pack (storage.packs), so sizes shown and summed are per parameter."""
@@ -89,7 +94,7 @@ class ParamEntry:
             raise ThetaError(f"{where} has a malformed LFS oid")
         if any(s < 0 for s in shape) or entry.size < 0:
             raise ThetaError(f"{where} has a negative dimension or size")
-        if len(shape) > _MAX_NDIM or numel(shape) * dtypes.get(entry.dtype).itemsize > _MAX_TENSOR_BYTES:
+        if len(shape) > _MAX_NDIM or entry.nbytes > _MAX_TENSOR_BYTES:
             raise ThetaError(f"{where} has an absurd shape {shorten(list(shape))}")
         return entry
 

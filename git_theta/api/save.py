@@ -17,12 +17,11 @@ import numpy as np
 from git_theta import parallel
 from git_theta.api.frameworks import flatten, to_raw
 from git_theta.api.layouts import format_for_path, layout_for
-from git_theta.commands.add import index_turn
 from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
 from git_theta.filter.previous import by_content
 from git_theta.git import repo
-from git_theta.git.commit import commit_paths, current_branch_ref, write_blob
+from git_theta.git.commit import commit_paths, current_branch_ref, index_turn, write_blob
 from git_theta.logs import get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage.lfs_store import LfsStore

@@ -5,15 +5,12 @@ update type), the working file is then checked out again from the index, so it h
 what was committed and `git status` is clean.
 """
 
-import contextlib
-import fcntl
 import os
 import subprocess
-import time
 
 from git_theta import config, plugins
 from git_theta.errors import ThetaError
-from git_theta.git import repo
+from git_theta.git.commit import index_turn
 from git_theta.logs import get_logger
 
 log = get_logger(__name__)
@@ -52,34 +49,6 @@ def add(paths: list[str], update_type: str | None, update_data: str | None, git_
         if code != 0 or _NO_WRITE_FLAGS.intersection(git_args):
             return code
         return _rewrite_if_needed(paths, update, update_data)
-
-
-@contextlib.contextmanager
-def index_turn(timeout: float | None = None, cwd: str | None = None):
-    """Take turns on the index: concurrent `git theta add`s queue here (git itself refuses a
-    second writer at once), and wait while another git command holds index.lock."""
-    if timeout is None:
-        timeout = float(os.environ.get("GIT_THETA_LOCK_TIMEOUT", "300"))
-    lock_path = repo.git_path("theta-index.lock", cwd)
-    index_lock = repo.git_path("index.lock", cwd)
-    with open(lock_path, "a") as lock:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ThetaError(
-                        f"another git theta add held the index for {timeout:.0f} s; try again"
-                    ) from None
-                time.sleep(0.1)
-        while os.path.exists(index_lock) and time.monotonic() < deadline:
-            time.sleep(0.1)  # another git command is writing the index: git would refuse now
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _rewrite_if_needed(paths: list[str], update, update_data: str | None) -> int:

@@ -7,17 +7,16 @@ and written to disk tensor by tensor by the post-checkout/post-merge hook
 import fcntl
 import os
 
-from git_theta import config, dtypes
+from git_theta import config
 from git_theta.filter.spool import spill_threshold
 from git_theta.git import repo
 from git_theta.git.hooks import PENDING
 from git_theta.metadata import Metadata
-from git_theta.tensor import numel
 
 
 def model_bytes(meta: Metadata) -> int:
     """Size of the checkpoint's tensors once written."""
-    return sum(numel(e.shape) * dtypes.get(e.dtype).itemsize for e in meta.params.values())
+    return sum(e.nbytes for e in meta.params.values())
 
 
 def should_defer(meta: Metadata) -> bool:

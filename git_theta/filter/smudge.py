@@ -7,14 +7,14 @@ is checked against its oid as it is read.
 from collections.abc import Callable
 from typing import BinaryIO
 
-from git_theta import config, dtypes, parallel
+from git_theta import config, parallel
 from git_theta.errors import ThetaError, shorten
 from git_theta.formats.detect import by_name
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
 from git_theta.storage import packs, transfer
 from git_theta.storage.lfs_store import LfsStore
-from git_theta.tensor import RawTensor, TensorSpec, numel
+from git_theta.tensor import RawTensor, TensorSpec
 from git_theta.updates import load_entry, objects_of
 
 log = get_logger(__name__)
@@ -38,10 +38,6 @@ def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | 
     names = list(meta.params) if names is None else names
     progress = Progress(f"checking out {path}", len(names))
 
-    def nbytes(name: str) -> int:
-        e = meta.params[name]
-        return numel(e.shape) * dtypes.get(e.dtype).itemsize
-
     def load(job: list[str]) -> list[RawTensor]:
         out = [load_entry(meta.params[name], store, name) for name in job]
         progress.advance(len(job))
@@ -49,7 +45,9 @@ def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | 
 
     ahead = 1 if config.get_bool("low_memory") else None
     try:
-        for batch in parallel.ordered_map(load, packs.plan(names, nbytes, in_order=True), ahead=ahead):
+        for batch in parallel.ordered_map(
+            load, packs.plan(names, lambda n: meta.params[n].nbytes, in_order=True), ahead=ahead
+        ):
             yield from batch
     finally:
         progress.close()

@@ -1,8 +1,13 @@
-"""Commit blobs at given paths on top of HEAD by plumbing, without touching other staged changes."""
+"""Writing the index and committing by plumbing: blobs at given paths on top of HEAD without touching
+other staged changes, and turns on the index for concurrent writers."""
 
+import contextlib
+import fcntl
 import os
 import tempfile
+import time
 
+from git_theta.errors import ThetaError
 from git_theta.git import repo
 
 
@@ -50,3 +55,31 @@ def commit_paths(top: str, blobs: dict[str, str], message: str, ref: str = "HEAD
         for path, blob in blobs.items():
             repo.run(["update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"], cwd=top)
     return commit
+
+
+@contextlib.contextmanager
+def index_turn(timeout: float | None = None, cwd: str | None = None):
+    """Take turns on the index: concurrent `git theta add`s queue here (git itself refuses a
+    second writer at once), and wait while another git command holds index.lock."""
+    if timeout is None:
+        timeout = float(os.environ.get("GIT_THETA_LOCK_TIMEOUT", "300"))
+    lock_path = repo.git_path("theta-index.lock", cwd)
+    index_lock = repo.git_path("index.lock", cwd)
+    with open(lock_path, "a") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ThetaError(
+                        f"another git theta add held the index for {timeout:.0f} s; try again"
+                    ) from None
+                time.sleep(0.1)
+        while os.path.exists(index_lock) and time.monotonic() < deadline:
+            time.sleep(0.1)  # another git command is writing the index: git would refuse now
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

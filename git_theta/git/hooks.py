@@ -13,22 +13,27 @@ from git_theta.git import repo
 MARKER = "# git-theta pre-push hook"  # the pre-push hook's marker (kept: older installs carry it)
 CHAINED = "pre-push.pre-theta"
 
-_BODIES = {
-    "pre-push": 'input=$(cat)\nprintf \'%s\\n\' "$input" | git-theta pre-push "$@" || exit $?\n',
-    "post-checkout": "",
-    "post-merge": "",
-}
 PENDING = "theta-pending-checkout"  # under the git dir: paths whose checkpoints are still to write
-_WRITE_PENDING = (
+_WRITE_PENDING = (  # nothing to do, and no interpreter started, unless a checkout was deferred
     f'pending="$(git rev-parse --git-path {PENDING})"\n'
     'if [ -s "$pending" ]; then\n  git-theta checkout-models --pending || exit $?\nfi\n'
 )
-_PURPOSE = {
-    "pre-push": "uploads the LFS objects of pushed models",
-    "post-checkout": "writes checkpoints left as metadata by a low-memory checkout",
-    "post-merge": "writes checkpoints left as metadata by a low-memory checkout",
+_NEEDS_GIT_THETA = (
+    "command -v git-theta >/dev/null 2>&1 || {{\n"
+    '  echo >&2 "git-theta is not on PATH; install it (pip install git-theta) or remove .git/hooks/{name}"\n'
+    "  exit 2\n}}\n"
+)
+# name -> (what it does, our part of the script, whether git gives it input on stdin)
+_HOOKS = {
+    "pre-push": (
+        "uploads the LFS objects of pushed models",
+        _NEEDS_GIT_THETA + 'input=$(cat)\nprintf \'%s\\n\' "$input" | git-theta pre-push "$@" || exit $?\n',
+        True,
+    ),
+    "post-checkout": ("writes checkpoints left as metadata by a low-memory checkout", _WRITE_PENDING, False),
+    "post-merge": ("writes checkpoints left as metadata by a low-memory checkout", _WRITE_PENDING, False),
 }
-NAMES = tuple(_BODIES)
+NAMES = tuple(_HOOKS)
 
 
 def marker(name: str) -> str:
@@ -40,23 +45,16 @@ def chained_name(name: str) -> str:
 
 
 def hook_text(name: str) -> str:
-    """The script of hook `name`: our command, then the user's older hook with the same input."""
+    """The script of hook `name`: our part, then the user's older hook with the same arguments and input."""
+    purpose, body, stdin = _HOOKS[name]
     chained = chained_name(name)
-    if name == "pre-push":
-        tail = f'chained="$(dirname "$0")/{chained}"\nif [ -x "$chained" ]; then\n  printf \'%s\\n\' "$input" | "$chained" "$@" || exit $?\nfi\n'
-    else:
-        tail = f'chained="$(dirname "$0")/{chained}"\nif [ -x "$chained" ]; then\n  "$chained" "$@" || exit $?\nfi\n'
-    head = f"#!/bin/sh\n{marker(name)}: {_PURPOSE[name]}, then runs {chained} if present.\n"
-    if name != "pre-push":  # nothing to do (and no interpreter started) unless a checkout was deferred
-        return head + _WRITE_PENDING + tail + "exit 0\n"
+    feed = "printf '%s\\n' \"$input\" | " if stdin else ""
     return (
-        head + "command -v git-theta >/dev/null 2>&1 || {\n"
-        f'  echo >&2 "git-theta is not on PATH; install it (pip install git-theta) or remove .git/hooks/{name}"\n'
-        "  exit 2\n}\n" + _BODIES[name] + tail + "exit 0\n"
+        f"#!/bin/sh\n{marker(name)}: {purpose}, then runs {chained} if present.\n"
+        + body.format(name=name)
+        + f'chained="$(dirname "$0")/{chained}"\nif [ -x "$chained" ]; then\n  {feed}"$chained" "$@" || exit $?\nfi\n'
+        + "exit 0\n"
     )
-
-
-HOOK = hook_text("pre-push")
 
 
 def ensure_hooks(cwd: str | None = None) -> None:
