@@ -19,9 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_core import MAKE_MODEL, isolated_env  # noqa: E402
 
 
-def loop(sd, steps: int, work: float, save=None) -> float:
+def loop(sd, steps: int, work: float, save=None) -> tuple[float, list[float]]:
+    """(seconds for the loop, seconds each save() call held the loop)."""
     import torch
 
+    calls = []
     start = time.perf_counter()
     for i in range(steps):
         time.sleep(work)
@@ -29,8 +31,10 @@ def loop(sd, steps: int, work: float, save=None) -> float:
             for t in sd.values():
                 t.mul_(1.0001)  # every weight moves a little, in place
         if save:
+            t0 = time.perf_counter()
             save(sd, i)
-    return time.perf_counter() - start
+            calls.append(time.perf_counter() - t0)
+    return time.perf_counter() - start, calls
 
 
 def main():
@@ -61,12 +65,12 @@ def main():
     t0 = time.perf_counter()
     git_theta.save(sd, "model.pt", "first", repo=repo)
     first = time.perf_counter() - t0
-    base = loop(sd, args.steps, args.work)
+    base, _ = loop(sd, args.steps, args.work)
 
     def save(state, i):
         git_theta.save(state, "model.pt", f"step {i}", repo=repo, background=True)
 
-    saving = loop(sd, args.steps, args.work, save)
+    saving, calls = loop(sd, args.steps, args.work, save)
     t0 = time.perf_counter()
     git_theta.wait_for_saves()
     drain = time.perf_counter() - t0
@@ -78,7 +82,12 @@ def main():
     print(f"\nGPT-2 ({args.scale}) {size / 1e6:.1f} MB, {args.steps} steps of {args.work:.1f} s work\n")
     print(f"loop without saving          {base:8.2f} s")
     print(f"loop saving every step       {saving:8.2f} s   ratio {saving / base:.2f}  (target < 1.2)")
-    print(f"  last save finished after the loop by {drain:.2f} s; commits: {commits.stdout.strip()}")
+    print(f"  save() calls held the loop {sum(calls):.2f} s in all: the first {calls[0]:.2f} s, the slowest")
+    print(f"  {max(calls):.2f} s, the median {sorted(calls)[len(calls) // 2]:.2f} s (copying the tensors)")
+    print(
+        f"  the last save finished {drain:.2f} s after the loop; counting that wait: ratio {(saving + drain) / base:.2f}"
+    )
+    print(f"  commits: {commits.stdout.strip()}")
     print(f"first save (foreground)      {first:8.2f} s")
     print(f"load of the newest version   {load_s:8.2f} s (bit-exact)")
 

@@ -20,7 +20,7 @@ import msgpack
 import numpy as np
 import tensorstore as ts
 
-from git_theta import dtypes
+from git_theta import dtypes, memory
 from git_theta.errors import ThetaError
 from git_theta.tensor import RawTensor, numel
 
@@ -305,7 +305,7 @@ def _read_slabs(store, kv, entries: dict[str, memoryview], ends: dict[str, int],
         del kv[key]
         return out
     rows = store.chunk_layout.read_chunk.shape[0]
-    out = np.empty(store.shape, dtype=store.dtype.numpy_dtype)
+    out = memory.empty(store.shape, store.dtype.numpy_dtype)
     row_bytes = out.nbytes // max(1, out.shape[0])
     step = rows * max(1, DECODE_SLAB_BYTES // max(1, rows * row_bytes))
     by_row: dict[int, list[str]] = {}

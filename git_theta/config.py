@@ -18,6 +18,8 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "skip_smudge": ("GIT_THETA_SKIP_SMUDGE", "theta.skipSmudge", "0"),
     "merge_interactive": ("GIT_THETA_MERGE_INTERACTIVE", "theta.merge.interactive", "1"),
     "fsync": ("GIT_THETA_FSYNC", "theta.fsync", "1"),  # objects reach the disk before they count
+    # background saves of one path that may wait behind the one running before save() blocks
+    "save_queue": ("GIT_THETA_SAVE_QUEUE", "theta.saveQueue", "1"),
 }
 
 
@@ -69,3 +71,14 @@ def max_concurrency() -> int:
     except ValueError:
         n = -1
     return n if n > 0 else (os.cpu_count() or 1)
+
+
+def get_int(name: str, minimum: int = 0) -> int:
+    """An integer setting, at least `minimum`; a clear error when it is not a number."""
+    value = get(name)
+    try:
+        return max(minimum, int(value if value not in (None, "") else SETTINGS[name][2]))
+    except ValueError:
+        from git_theta.errors import ThetaError
+
+        raise ThetaError(f"{SETTINGS[name][0]}={value!r} is not a whole number") from None

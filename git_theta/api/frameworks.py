@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from git_theta import memory
 from git_theta.errors import ThetaError
 from git_theta.tensor import RawTensor
 
@@ -34,17 +35,16 @@ def unflatten(flat: Mapping) -> dict:
     return out
 
 
-def to_raw(value, name: str, copy: bool = False) -> RawTensor:
-    """A framework tensor (torch, numpy, JAX, TensorFlow) as raw bytes; `copy` snapshots it."""
+def to_raw(value, name: str) -> RawTensor:
+    """A framework tensor (torch, numpy, JAX, TensorFlow) as raw bytes, without a copy where the
+    framework allows (a device tensor comes to the host)."""
     mod = type(value).__module__.split(".")[0]
     if mod == "torch":
         import torch
 
         t = value.detach()
         if t.device.type != "cpu":
-            t = t.cpu()  # a device tensor is copied to the host anyway
-        elif copy:
-            t = t.clone()
+            t = t.cpu()
         t = t.contiguous()
         dtype = str(t.dtype).removeprefix("torch.")
         data = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.zeros(0, np.uint8)
@@ -54,7 +54,7 @@ def to_raw(value, name: str, copy: bool = False) -> RawTensor:
     elif mod in ("jax", "jaxlib"):
         value = np.asarray(value)
     if isinstance(value, np.ndarray | np.generic):
-        array = np.array(value, copy=True) if copy else np.asarray(value)
+        array = np.asarray(value)
         try:
             return RawTensor.from_numpy(array)
         except KeyError:
@@ -62,17 +62,43 @@ def to_raw(value, name: str, copy: bool = False) -> RawTensor:
     raise ThetaError(f"parameter {name!r}: {type(value).__name__} is not a tensor of a supported framework")
 
 
+def nbytes_of(value, name: str) -> int:
+    """Size of a framework tensor's data, without bringing it to the host."""
+    if type(value).__module__.split(".")[0] == "torch":
+        return value.numel() * value.element_size()
+    if isinstance(value, np.ndarray | np.generic) or hasattr(value, "nbytes"):
+        return int(value.nbytes)
+    return to_raw(value, name).nbytes
+
+
+def device_copy(value, buf: np.ndarray) -> RawTensor | None:
+    """Copy an accelerator's torch tensor straight into `buf` (host bytes of its size); None
+    for anything else (copied from its host bytes by the caller)."""
+    if type(value).__module__.split(".")[0] != "torch" or value.device.type == "cpu":
+        return None
+    import torch
+
+    t = value.detach()
+    if t.numel():
+        torch.from_numpy(buf).view(t.dtype).view(t.shape).copy_(t)
+    return RawTensor(str(t.dtype).removeprefix("torch."), tuple(t.shape), memoryview(buf))
+
+
 def from_raw(t: RawTensor, framework: str):
     """A stored tensor in the framework asked for (owning its memory)."""
     if framework == "numpy":
-        return t.numpy().copy()
+        own = memory.empty(t.shape, t.numpy().dtype)
+        np.copyto(own, t.numpy())
+        return own
     if framework == "torch":
         import torch
 
         dt = getattr(torch, t.dtype)
         if not t.nbytes:
             return torch.empty(t.shape, dtype=dt)
-        return torch.frombuffer(bytearray(t.data), dtype=dt).reshape(t.shape)
+        own = memory.empty(t.nbytes, np.uint8)  # the stored value may be shared: a copy of its own
+        np.copyto(own, np.frombuffer(t.data, dtype=np.uint8))
+        return torch.from_numpy(own).view(dt).reshape(t.shape)
     if framework == "jax":
         import jax.numpy as jnp
 

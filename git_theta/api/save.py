@@ -9,13 +9,14 @@ no file on disk is marked skip-worktree (as in a sparse checkout) so `git status
 import atexit
 import os
 import threading
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from git_theta import parallel
-from git_theta.api.frameworks import flatten, to_raw
+from git_theta import config, memory, parallel, plugins
+from git_theta.api.frameworks import device_copy, flatten, nbytes_of, to_raw
 from git_theta.api.layouts import format_for_path, layout_for
 from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
@@ -28,12 +29,16 @@ from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage.packs import store_all
 from git_theta.tensor import RawTensor
 from git_theta.updates import chain, objects_of
+from git_theta.updates.auto import AutoUpdate
+from git_theta.updates.delta import DeltaUpdate
 from git_theta.updates.save import store_tensor, tensor_hash
 
 log = get_logger(__name__)
 _repo_locks: dict[str, threading.Lock] = {}
 _savers: dict[tuple[str, str], "_PathSaver"] = {}
 _guard = threading.Lock()
+_BACKGROUND_NICE = 10  # how much lower background saves run than the thread that calls save()
+_PIECE = 16 << 20  # snapshot copies are split into pieces of this size across threads
 
 
 def repo_path(path: str, repo_dir: str) -> tuple[str, str]:
@@ -139,11 +144,11 @@ def _remember(memo: dict, name: str, entry, tensor, before, decoded_snapshot, sp
     the value it replaces goes to `spare` for the next snapshot copy (unless still needed)."""
     if before is not None and entry is before:
         if spare is not None and (name not in memo or memo[name][1] is not tensor):
-            spare[name] = np.frombuffer(tensor.data, dtype=np.uint8)  # an unchanged copy: reuse it
+            _give(spare, name, tensor)  # an unchanged copy: reuse it
         return  # unchanged: the memo (if any) still holds this value
     old = memo.get(name)
     if spare is not None and old is not None and old[1] is not old[3]:
-        spare[name] = np.frombuffer(old[1].data, dtype=np.uint8)
+        _give(spare, name, old[1])
     snap = chain.snapshot_of(entry, name)
     if snap.oid == entry.oid:
         memo[name] = (entry, tensor, snap.oid, tensor)
@@ -184,17 +189,28 @@ def _snapshot(state_dict: Mapping, copy: bool, spare: dict | None = None) -> tup
     flat = flatten(state_dict)
     if not flat:
         raise ThetaError("save(): the state dict is empty")
-    out = {}
+    if not copy:
+        return state_dict, {name: to_raw(value, name) for name, value in flat.items()}
+    sizes = {name: nbytes_of(value, name) for name, value in flat.items()}
+    bufs = {}
+    for name, size in sizes.items():
+        buf = _take(spare, name) if spare else None
+        if buf is not None and buf.nbytes == size:
+            bufs[name] = buf
+    fresh = [n for n in sizes if n not in bufs]
+    bufs.update(zip(fresh, memory.carve([sizes[n] for n in fresh])))
+    out, pieces = {}, []
     for name, value in flat.items():
-        raw = to_raw(value, name, copy=False)
-        if not copy:
-            out[name] = raw
-            continue
-        buf = spare.pop(name, None) if spare else None
-        if buf is None or buf.nbytes != raw.nbytes:
-            buf = np.empty(raw.nbytes, dtype=np.uint8)
-        np.copyto(buf, np.frombuffer(raw.data, dtype=np.uint8))
-        out[name] = RawTensor(raw.dtype, raw.shape, memoryview(buf))
+        copied = device_copy(value, bufs[name])
+        if copied is None:
+            raw = to_raw(value, name)
+            src, dst = np.frombuffer(raw.data, dtype=np.uint8), bufs[name]
+            pieces += [(dst[i : i + _PIECE], src[i : i + _PIECE]) for i in range(0, len(src), _PIECE)]
+            copied = RawTensor(raw.dtype, raw.shape, memoryview(dst))
+        out[name] = copied
+    # on all cores: fresh pages fault in parallel, and a copy is memory-bound anyway
+    for _ in parallel.ordered_map(lambda pair: np.copyto(*pair), pieces, ahead=len(pieces) + 1):
+        pass
     return state_dict, out
 
 
@@ -215,8 +231,6 @@ def save(
     compression and the commit happen on a worker thread (one save in flight per path: a second
     call waits for the first), and pending saves finish before the interpreter exits.
     """
-    from git_theta import plugins
-
     plugins.updates.get(update_type)  # unknown types fail before any work
     top, rel = repo_path(path, repo)
     ref = f"refs/heads/{branch}" if branch else "HEAD"
@@ -242,33 +256,121 @@ class SaveHandle:
 
 
 class _PathSaver:
-    """One worker per checkpoint path: saves of a path are committed in call order."""
+    """One worker per checkpoint path: saves of a path run one at a time, committed in call order.
+
+    A call copies the tensors and returns; it blocks only while GIT_THETA_SAVE_QUEUE saves
+    (default 1) already wait behind the running one, so a slow save (the first, which has to
+    read the previous version) does not stall the loop, and each waiting save holds one copy."""
 
     def __init__(self, top: str, rel: str):
         self.top, self.rel = top, rel
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"git-theta-save-{rel}")
-        self.last: Future | None = None
+        self.pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"git-theta-save-{rel}", initializer=_yield_to_caller
+        )
+        self.futures: deque[Future] = deque()
         self.memo: dict = {}  # per parameter: last entry, its value, its snapshot's oid and value
-        self.spare: dict = {}  # buffers no longer needed, reused by the next snapshot copy
+        self.spare: dict = {}  # per parameter, buffers no longer needed: the next copies reuse them
 
     def submit(self, state_dict, message, ref, update_type, materialize) -> SaveHandle:
-        if self.last is not None:
-            self.last.result()  # at most one in flight: wait (and surface its error) first
-        tree, tensors = _snapshot(state_dict, copy=True, spare=self.spare)
+        queue = config.get_int("save_queue")
+        while self.futures and (self.futures[0].done() or len(self.futures) > queue):
+            self.futures.popleft().result()  # wait (and surface an earlier save's error) first
+        starting = not self.futures and not self.memo
+        tree, tensors = _snapshot(state_dict, copy=True, spare=self.spare)  # on all cores
+        if starting:
+            # while the caller works: fault in buffers for the next copies (they cannot reuse
+            # this one's) and read the version this save builds on
+            sets = 1 + min(1, config.get_int("save_queue"))  # the next copy and a waiting one
+            threading.Thread(target=_ready_buffers, args=(state_dict, self.spare, sets), daemon=True).start()
+            self.pool.submit(_prime, self.top, self.rel, ref, update_type, self.memo)
 
         def work():
             meta = store_state(self.top, self.rel, tree, tensors, ref, update_type, self.memo, self.spare)
             return commit_state(self.top, self.rel, meta, message, ref, materialize)
 
-        self.last = self.pool.submit(work)
-        return SaveHandle(self.last, self.rel)
+        self.futures.append(self.pool.submit(work))
+        return SaveHandle(self.futures[-1], self.rel)
 
     def wait(self) -> None:
-        if self.last is not None:
+        while self.futures:
             try:
-                self.last.result()
+                self.futures.popleft().result()
             except Exception as exc:  # reported, not raised, at interpreter exit
                 log.error("background save of %s failed: %s", self.rel, exc)
+
+
+def _yield_to_caller() -> None:
+    """Lower this thread's CPU priority (threads it starts inherit it): a background save then
+    takes the cores the training loop leaves idle instead of slowing its steps."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BACKGROUND_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: the same priority as the caller
+        pass
+
+
+def _ready_buffers(state_dict: Mapping, spare: dict, sets: int) -> None:
+    """Spare buffers for `sets` copies of `state_dict`, their pages faulted in on an idle thread."""
+    _yield_to_caller()
+    try:
+        sizes = {name: nbytes_of(value, name) for name, value in flatten(state_dict).items()}
+    except ThetaError:
+        return  # the save reports it
+    try:
+        for _ in range(sets):
+            bufs = dict(zip(sizes, memory.carve(list(sizes.values()))))
+
+            def ready(name: str, bufs=bufs) -> None:
+                memory.touch([bufs[name]])
+                _give(spare, name, bufs[name])  # at once: a copy that comes early takes what is ready
+
+            for _ in parallel.ordered_map(ready, list(bufs), ahead=len(bufs) + 1):
+                pass
+    except (RuntimeError, MemoryError):  # the interpreter is exiting, or no memory to spare
+        return
+
+
+def _give(spare: dict, name: str, tensor) -> None:
+    """Keep a buffer no longer needed for a later copy of `name` (called from any thread)."""
+    spare.setdefault(name, []).append(
+        np.frombuffer(tensor.data if isinstance(tensor, RawTensor) else tensor, dtype=np.uint8)
+    )
+
+
+def _take(spare: dict, name: str) -> np.ndarray | None:
+    try:
+        return spare.get(name, []).pop()
+    except IndexError:
+        return None
+
+
+def _prime(top: str, rel: str, ref: str, update_type: str, memo: dict) -> None:
+    """Fill an empty memo with the values of the version a first save builds on (what storing
+    changes reads anyway), so that reading overlaps the caller's copy; a failure only logs."""
+    try:
+        if issubclass(plugins.updates.get(update_type), (AutoUpdate, DeltaUpdate)):
+            _fill_memo(top, rel, ref, memo)
+    except Exception as exc:  # the save itself reads what it needs and reports what fails
+        log.debug("background save of %s not primed: %s", rel, exc)
+
+
+def _fill_memo(top: str, rel: str, ref: str, memo: dict) -> None:
+    prev = _previous(top, ref, rel)
+    if prev is None:
+        return
+    store = LfsStore.for_cwd(top)
+    firsts = {id(entry): (name, entry) for name, entry in prev.params.items()}
+
+    def one(item):
+        name, entry = item
+        try:
+            return (name, entry, *chain.rebuild(entry, store, name, keep_snapshot=True))
+        except ThetaError:
+            return None
+
+    for done in parallel.ordered_map(one, list(firsts.values())):
+        if done is not None:
+            name, entry, value, snap = done
+            memo[name] = (entry, value, chain.snapshot_of(entry, name).oid, snap)
 
 
 def _saver(top: str, rel: str) -> _PathSaver:

@@ -51,6 +51,32 @@ def _sample_ratio(arr: np.ndarray, starts: list[int], window: int, compressor, s
     return sizes / raw if raw else 0.0
 
 
+class _TooLarge(Exception):
+    """Raised through a store's writer once an encoding passes its limit (the writer aborts)."""
+
+
+class _Limited:
+    """A sink that refuses to take more than `limit` bytes."""
+
+    def __init__(self, sink, limit: float):
+        self.sink, self.left = sink, limit
+
+    def write(self, data) -> int:
+        self.left -= len(memoryview(data).cast("B"))
+        if self.left < 0:
+            raise _TooLarge
+        return self.sink.write(data)
+
+
+def _within(limit: float, encode, store):
+    """`store(payload)` where payload streams `encode` into the store; None (nothing stored)
+    when the encoding would take more than `limit` bytes."""
+    try:
+        return store(lambda sink: encode(_Limited(sink, limit)))
+    except _TooLarge:
+        return None
+
+
 class AutoUpdate(Update):
     """Chooses, for each changed parameter, the smallest exact encoding (the default)."""
 
@@ -106,6 +132,21 @@ class AutoUpdate(Update):
             candidates.append(
                 (len(dense_blob), "dense", lambda: dense.store_payload(tensor, dense_blob, ctx.store))
             )
+        elif delta_parts is not None and not grown_on_change:
+            # large: the change is encoded straight into the store and given up as soon as it
+            # outgrows the cheaper of dense (the snapshot's stored size when it is dense: its
+            # compressibility hardly moves) and sparse
+            est_dense = self._dense_estimate(tensor, snap_entry)
+            limit = min([est_dense] + [c[0] for c in candidates])
+            entry = _within(
+                limit,
+                lambda sink: pack_parts(delta_parts, bitdelta.part_compressor, True, sink),
+                lambda payload: bitdelta.store_blob(tensor, payload, snap_entry, ctx.store),
+            )
+            if entry is not None:
+                log.debug("auto %s: bitdelta %d (under %.0f)", ctx.name, entry.size, limit)
+                return entry
+            candidates.append((est_dense, "dense", lambda: dense.store(tensor, ctx)))
         elif delta_parts is not None:
             est_delta, est_dense = self._estimates(tensor, delta_parts)
             candidates.append(
@@ -135,6 +176,21 @@ class AutoUpdate(Update):
         size, label, write = min(candidates, key=lambda c: c[0])
         log.debug("auto %s: %s (%s)", ctx.name, label, ", ".join(f"{c[1]} {c[0]:.0f}" for c in candidates))
         return write()
+
+    def _dense_estimate(self, tensor: RawTensor, snap_entry: ParamEntry) -> float:
+        """Stored size of `tensor` whole: the snapshot's when it is a dense one of the same
+        dtype and shape, else estimated from sampled windows."""
+        if (
+            snap_entry.update_type == "dense"
+            and snap_entry.dtype == tensor.dtype
+            and tuple(snap_entry.shape) == tuple(tensor.shape)
+            and snap_entry.size
+        ):
+            return float(snap_entry.size)
+        new = words.words(tensor)
+        window = max(1, WINDOW_BYTES // new.itemsize)
+        starts = [int(s) for s in np.linspace(0, max(0, len(new) - window), num=WINDOWS)]
+        return _sample_ratio(new, sorted(set(starts)), window, None, False) * tensor.nbytes
 
     @staticmethod
     def _estimates(tensor: RawTensor, parts: dict[str, RawTensor]) -> tuple[float, float]:

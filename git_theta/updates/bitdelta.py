@@ -11,9 +11,7 @@ A bit delta builds on the previous value's snapshot, not on the previous value: 
 version then reads two stored steps whatever the history length.
 """
 
-import numpy as np
-
-from git_theta import codec
+from git_theta import codec, memory
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor, numel
 from git_theta.updates import chain, words
@@ -67,7 +65,7 @@ class BitDeltaUpdate(DeltaUpdate):
             delta = delta.copy()
         if not len(tail):  # the common case: rebuilt in the decoded buffer, no new allocation
             return words.to_tensor(words.zigzag_apply(a[: len(delta)], delta), entry.dtype, entry.shape)
-        new = np.empty(len(delta) + len(tail), dtype=a.dtype)
+        new = memory.empty(len(delta) + len(tail), a.dtype)
         new[: len(delta)] = delta
         words.zigzag_apply(a[: len(delta)], new[: len(delta)])
         new[len(delta) :] = tail

@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 
-from git_theta import dtypes
+from git_theta import dtypes, memory
 from git_theta.tensor import RawTensor
 
 _WORD = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -48,7 +48,7 @@ def scratch(n: int, dtype) -> np.ndarray:
     buf = getattr(_scratch, "buf", None)
     need = n * np.dtype(dtype).itemsize
     if buf is None or buf.nbytes < need:
-        buf = _scratch.buf = np.empty(need, dtype=np.uint8)
+        buf = _scratch.buf = memory.empty(need, np.uint8)
     return buf[:need].view(dtype)
 
 
@@ -57,7 +57,7 @@ def zigzag_diff(new: np.ndarray, old: np.ndarray, reuse: bool = False) -> np.nda
 
     Works block by block into one output array; with `reuse` that array is this thread's scratch
     buffer (valid until the thread's next call), for a change encoded at once and dropped."""
-    out = scratch(len(new), new.dtype) if reuse else np.empty_like(new)
+    out = scratch(len(new), new.dtype) if reuse else memory.empty(len(new), new.dtype)
     bits = np.array(new.itemsize * 8 - 1, dtype=new.dtype)
     one = np.array(1, dtype=new.dtype)
     sign = np.empty(min(len(new), _BLOCK), dtype=new.dtype)

@@ -100,6 +100,47 @@ def test_background_saves_overlap_and_finish_in_order(api_repo):
         assert_same_state(git_theta.load("model.pt", sha, repo=api_repo.cwd), expected)
 
 
+def test_background_saves_of_large_tensors_reuse_their_copies_bit_exact(api_repo):
+    g = torch.Generator().manual_seed(1)  # past the huge-page and copy-piece sizes
+    sd = {"big": torch.randn(5_000_000, generator=g), "bf": torch.randn(3000, 1000, generator=g).bfloat16()}
+    sd["small"] = torch.randn(10, generator=g)
+    git_theta.save(sd, "model.pt", "start", repo=api_repo.cwd)
+    saved = []
+    for i in range(5):
+        with torch.no_grad():
+            for t in sd.values():
+                t.mul_(1.001)  # in place, as an optimizer step
+            sd["small"][i] = i
+        handle = git_theta.save(sd, "model.pt", f"step {i}", repo=api_repo.cwd, background=True)
+        saved.append((handle, {k: v.clone() for k, v in sd.items()}))
+    for handle, expected in saved:
+        assert_same_state(git_theta.load("model.pt", handle.result(), repo=api_repo.cwd), expected)
+    meta = Metadata.loads(api_repo.out("show", "HEAD:model.pt").encode())
+    assert meta.params["big"].update_type == "bitdelta"  # built on what the first save stored
+
+
+def test_save_queue_setting(api_repo, monkeypatch):
+    sd = small_model(0, width=32)
+    monkeypatch.setenv("GIT_THETA_SAVE_QUEUE", "0")
+    first = git_theta.save(sd, "model.pt", "one", repo=api_repo.cwd, background=True)
+    second = git_theta.save(step(sd, 1), "model.pt", "two", repo=api_repo.cwd, background=True)
+    assert first.done()  # with no queue, a second save waits for the first before returning
+    second.result()
+    assert api_repo.out("log", "--format=%s", "-2").split() == ["two", "one"]
+    monkeypatch.setenv("GIT_THETA_SAVE_QUEUE", "many")
+    with pytest.raises(ThetaError, match="GIT_THETA_SAVE_QUEUE='many'"):
+        git_theta.save(sd, "model.pt", repo=api_repo.cwd, background=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_background_save_of_device_tensors(api_repo):
+    sd = {"w": torch.randn(2048, 2048, device="cuda"), "b": torch.arange(5.0, device="cuda")}
+    expected = {k: v.cpu().clone() for k, v in sd.items()}
+    handle = git_theta.save(sd, "model.pt", repo=api_repo.cwd, background=True)
+    sd["w"].add_(1)  # the copy was taken before save() returned
+    assert_same_state(git_theta.load("model.pt", handle.result(), repo=api_repo.cwd), expected)
+
+
 def test_pending_background_save_survives_normal_exit(api_repo):
     script = (
         "import torch, git_theta\n"

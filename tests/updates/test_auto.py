@@ -58,3 +58,35 @@ def test_named_types_fall_back_when_they_cannot_express_a_change(store):
     e0 = put(store, v0)
     e1 = put(store, v0 + 1, e0, kind="low-rank")  # a vector: stored exactly by auto's choice
     assert e1.update_type in ("dense", "bitdelta", "sparse") and back(store, e1) == (v0 + 1).tobytes()
+
+
+def _stored_files(store) -> set[str]:
+    import os
+
+    return {f for _, _, files in os.walk(store.objects_dir) for f in files}
+
+
+def test_large_change_streams_and_gives_way_to_a_smaller_dense(store):
+    import os
+
+    v0 = fp32((1024, 512))  # 2 MB: past the size where candidates are encoded whole
+    e0 = put(store, v0)
+    fine = (v0 + fp32(v0.shape, 1, 1e-5)).astype(np.float32)
+    e1 = put(store, fine, e0)
+    assert e1.update_type == "bitdelta" and e1.size < e0.size
+    flat = np.full(v0.shape, 0.25, np.float32)  # far from the snapshot, but tiny whole
+    before = _stored_files(store)
+    e2 = put(store, flat, e1)
+    assert e2.update_type == "dense" and e2.size < 0.01 * flat.nbytes
+    # the change given up half-way left nothing behind: one new object, no temp file
+    assert _stored_files(store) - before == {e2.oid}
+    assert not os.path.isdir(store.tmp_dir) or os.listdir(store.tmp_dir) == []
+    for entry, value in [(e0, v0), (e1, fine), (e2, flat)]:
+        assert back(store, entry) == value.tobytes()
+
+
+def test_large_change_on_a_non_dense_snapshot_estimates_dense(store):
+    v0 = np.arange(1024 * 512, dtype=np.float32).reshape(1024, 512)
+    e0 = put(store, v0, kind="dense")
+    e1 = put(store, v0 * 2, e0)  # exact size of the change vs a sampled estimate of dense
+    assert e1.update_type in ("bitdelta", "dense") and back(store, e1) == (v0 * 2).tobytes()
