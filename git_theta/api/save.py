@@ -26,12 +26,13 @@ from git_theta.git.commit import commit_paths, current_branch_ref, index_turn, w
 from git_theta.logs import get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage.lfs_store import LfsStore
-from git_theta.storage.packs import store_all
+from git_theta.storage.packs import SMALL_BYTES, store_all
 from git_theta.tensor import RawTensor
 from git_theta.updates import chain, objects_of
 from git_theta.updates.auto import AutoUpdate
 from git_theta.updates.delta import DeltaUpdate
 from git_theta.updates.save import store_tensor, tensor_hash
+from git_theta.updates.sparse import sample_windows
 
 log = get_logger(__name__)
 _repo_locks: dict[str, threading.Lock] = {}
@@ -130,38 +131,59 @@ def _all_here(store: LfsStore, entry: ParamEntry) -> bool:
 
 
 def _known(memo: dict | None, name: str, before):
-    """(previous value, snapshot value) from the memo when it describes `before` exactly."""
+    """(previous value or None, snapshot value, sampled windows of the previous value) from the
+    memo when it describes `before` exactly."""
     if memo is None or before is None or name not in memo:
         return None
-    entry, value, snap_oid, snap_value = memo[name]
+    entry, value, windows, snap_oid, snap_value = memo[name]
     if entry.oid != before.oid or snap_value is None or chain.snapshot_of(before, name).oid != snap_oid:
         return None
-    return value, snap_value
+    return value, snap_value, windows
 
 
 def _remember(memo: dict, name: str, entry, tensor, before, decoded_snapshot, spare=None) -> None:
-    """Keep what the next save of this parameter will need: this value and its snapshot's;
-    the value it replaces goes to `spare` for the next snapshot copy (unless still needed)."""
+    """Keep what the next save of this parameter will need (see _keep); a value no longer
+    needed goes to `spare` for a later snapshot copy."""
     if before is not None and entry is before:
         if spare is not None and (name not in memo or memo[name][1] is not tensor):
             _give(spare, name, tensor)  # an unchanged copy: reuse it
-        return  # unchanged: the memo (if any) still holds this value
-    old = memo.get(name)
-    if spare is not None and old is not None and old[1] is not old[3]:
-        _give(spare, name, old[1])
+        return  # unchanged: the memo (if any) still holds what describes this value
+    old = memo.pop(name, None)
     snap = chain.snapshot_of(entry, name)
     if snap.oid == entry.oid:
-        memo[name] = (entry, tensor, snap.oid, tensor)
-    elif name in memo and memo[name][2] == snap.oid:
-        memo[name] = (entry, tensor, snap.oid, memo[name][3])
+        snap_value = tensor
+    elif old is not None and old[3] == snap.oid:
+        snap_value = old[4]
     elif (
         decoded_snapshot is not None
         and before is not None
         and chain.snapshot_of(before, name).oid == snap.oid
     ):
-        memo[name] = (entry, tensor, snap.oid, decoded_snapshot)
+        snap_value = decoded_snapshot
     else:
-        memo.pop(name, None)
+        snap_value = None
+    if spare is not None and old is not None and old[1] is not None and old[1] is not old[4]:
+        _give(spare, name, old[1])
+    if snap_value is None:
+        if spare is not None:
+            _give(spare, name, tensor)
+        return
+    _keep(memo, name, entry, tensor, snap.oid, snap_value, spare)
+
+
+def _keep(memo: dict, name: str, entry, value, snap_oid: str, snap_value, spare: dict | None) -> None:
+    """Memo for `name`: its entry, snapshot value and the previous value - or, for a large
+    tensor that is not its own snapshot, only sampled windows of it (enough to tell a change of
+    every weight, which bit deltas against the snapshot store): its buffer is then free for the
+    next copy, and a loop holds the snapshot plus the copies in flight, not one more."""
+    windows = None
+    if value is not snap_value and value.nbytes > SMALL_BYTES:
+        windows = sample_windows(value)
+        if windows is not None:
+            if spare is not None:
+                _give(spare, name, value)
+            value = None
+    memo[name] = (entry, value, windows, snap_oid, snap_value)
 
 
 def commit_state(top: str, rel: str, meta: Metadata, message: str, ref: str, materialize: bool) -> str:
@@ -276,13 +298,11 @@ class _PathSaver:
         while self.futures and (self.futures[0].done() or len(self.futures) > queue):
             self.futures.popleft().result()  # wait (and surface an earlier save's error) first
         starting = not self.futures and not self.memo
+        if starting:  # read the version this save builds on, from now on (at lower priority)
+            self.pool.submit(_prime, self.top, self.rel, ref, update_type, self.memo, self.spare)
         tree, tensors = _snapshot(state_dict, copy=True, spare=self.spare)  # on all cores
-        if starting:
-            # while the caller works: fault in buffers for the next copies (they cannot reuse
-            # this one's) and read the version this save builds on
-            sets = 1 + min(1, config.get_int("save_queue"))  # the next copy and a waiting one
-            threading.Thread(target=_ready_buffers, args=(state_dict, self.spare, sets), daemon=True).start()
-            self.pool.submit(_prime, self.top, self.rel, ref, update_type, self.memo)
+        if starting:  # while the caller works: buffers for the next copy (it cannot reuse this one's)
+            threading.Thread(target=_ready_buffers, args=(state_dict, self.spare), daemon=True).start()
 
         def work():
             meta = store_state(self.top, self.rel, tree, tensors, ref, update_type, self.memo, self.spare)
@@ -308,23 +328,23 @@ def _yield_to_caller() -> None:
         pass
 
 
-def _ready_buffers(state_dict: Mapping, spare: dict, sets: int) -> None:
-    """Spare buffers for `sets` copies of `state_dict`, their pages faulted in on an idle thread."""
+def _ready_buffers(state_dict: Mapping, spare: dict) -> None:
+    """Spare buffers for the next copy of `state_dict`, their pages faulted in on an idle thread
+    (later copies reuse the buffers of saves that have finished: see _keep)."""
     _yield_to_caller()
     try:
         sizes = {name: nbytes_of(value, name) for name, value in flatten(state_dict).items()}
     except ThetaError:
         return  # the save reports it
     try:
-        for _ in range(sets):
-            bufs = dict(zip(sizes, memory.carve(list(sizes.values()))))
+        bufs = dict(zip(sizes, memory.carve(list(sizes.values()))))
 
-            def ready(name: str, bufs=bufs) -> None:
-                memory.touch([bufs[name]])
-                _give(spare, name, bufs[name])  # at once: a copy that comes early takes what is ready
+        def ready(name: str) -> None:
+            memory.touch([bufs[name]])
+            _give(spare, name, bufs[name])  # at once: a copy that comes early takes what is ready
 
-            for _ in parallel.ordered_map(ready, list(bufs), ahead=len(bufs) + 1):
-                pass
+        for _ in parallel.ordered_map(ready, list(bufs), ahead=len(bufs) + 1):
+            pass
     except (RuntimeError, MemoryError):  # the interpreter is exiting, or no memory to spare
         return
 
@@ -343,17 +363,17 @@ def _take(spare: dict, name: str) -> np.ndarray | None:
         return None
 
 
-def _prime(top: str, rel: str, ref: str, update_type: str, memo: dict) -> None:
+def _prime(top: str, rel: str, ref: str, update_type: str, memo: dict, spare: dict) -> None:
     """Fill an empty memo with the values of the version a first save builds on (what storing
     changes reads anyway), so that reading overlaps the caller's copy; a failure only logs."""
     try:
         if issubclass(plugins.updates.get(update_type), (AutoUpdate, DeltaUpdate)):
-            _fill_memo(top, rel, ref, memo)
+            _fill_memo(top, rel, ref, memo, spare)
     except Exception as exc:  # the save itself reads what it needs and reports what fails
         log.debug("background save of %s not primed: %s", rel, exc)
 
 
-def _fill_memo(top: str, rel: str, ref: str, memo: dict) -> None:
+def _fill_memo(top: str, rel: str, ref: str, memo: dict, spare: dict) -> None:
     prev = _previous(top, ref, rel)
     if prev is None:
         return
@@ -370,7 +390,7 @@ def _fill_memo(top: str, rel: str, ref: str, memo: dict) -> None:
     for done in parallel.ordered_map(one, list(firsts.values())):
         if done is not None:
             name, entry, value, snap = done
-            memo[name] = (entry, value, chain.snapshot_of(entry, name).oid, snap)
+            _keep(memo, name, entry, value, chain.snapshot_of(entry, name).oid, snap, spare)
 
 
 def _saver(top: str, rel: str) -> _PathSaver:

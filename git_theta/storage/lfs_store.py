@@ -1,5 +1,6 @@
 """The repository's Git LFS object store, written directly: .git/lfs/objects/aa/bb/<sha256>."""
 
+import errno
 import hashlib
 import mmap
 import os
@@ -14,6 +15,99 @@ _CACHE_OBJECT_BYTES = 64 << 20
 _CACHE_OBJECTS = 8
 
 
+_DIRECT_ALIGN = 4096  # offsets, sizes and addresses of O_DIRECT writes: the common block size
+_DIRECT_BLOCK = 4 << 20
+_staging = threading.local()
+
+
+def _direct(fd: int) -> bool:
+    """Switch an open file to O_DIRECT; False where the system or file system has no such thing."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return False
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | flag)
+        return True
+    except OSError:  # tmpfs and some others refuse it
+        return False
+
+
+def _read_ahead(data) -> None:
+    """Ask for a mapped object's pages to be read ahead, in large sequential requests: faulting
+    them in one by one reads an uncached object at a fifth of the disk's speed (measured here)."""
+    if isinstance(data, mmap.mmap):
+        for advice in ("MADV_SEQUENTIAL", "MADV_WILLNEED"):
+            if hasattr(mmap, advice):
+                try:
+                    data.madvise(getattr(mmap, advice))
+                except OSError:
+                    pass
+
+
+class _DirectFile:
+    """A write-only file fed through O_DIRECT in aligned blocks: objects go to the disk without
+    passing through (and growing) the page cache. Filling fresh page-cache pages is what writing
+    costs on a VM whose memory is faulted in lazily (measured here: 320 MB in 0.3-1.3 s buffered,
+    0.3 s direct, a tenth of the CPU). Falls back to plain writes if the file system refuses one."""
+
+    def __init__(self, fd: int):
+        self.fd, self.size, self.fill, self.direct = fd, 0, 0, True
+        buf = getattr(_staging, "buf", None)
+        if buf is None:  # one aligned staging buffer per thread, reused: fresh pages cost
+            buf = _staging.buf = mmap.mmap(-1, _DIRECT_BLOCK)
+        self.view = memoryview(buf)
+
+    def write(self, data) -> int:
+        mv = memoryview(data).cast("B")
+        pos, n = 0, len(mv)
+        while pos < n:
+            take = min(_DIRECT_BLOCK - self.fill, n - pos)
+            self.view[self.fill : self.fill + take] = mv[pos : pos + take]
+            self.fill += take
+            pos += take
+            if self.fill == _DIRECT_BLOCK:
+                self._write_all(self.view)
+                self.fill = 0
+        self.size += n
+        return n
+
+    def _write_all(self, mv: memoryview) -> None:
+        while len(mv):
+            try:
+                mv = mv[os.write(self.fd, mv) :]
+            except OSError as exc:
+                if not self.direct or exc.errno != errno.EINVAL:
+                    raise
+                self._plain()  # the file system takes O_DIRECT opens but not these writes
+
+    def _plain(self) -> None:
+        import fcntl
+
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        self.direct = False
+
+    def flush(self) -> None:
+        """Write what is staged: the last block padded to the alignment, then cut to size."""
+        if not self.fill:
+            return
+        fill, self.fill = self.fill, 0
+        padded = -(-fill // _DIRECT_ALIGN) * _DIRECT_ALIGN if self.direct else fill
+        self.view[fill:padded] = bytes(padded - fill)
+        self._write_all(self.view[:padded])
+        if padded != fill:
+            os.ftruncate(self.fd, self.size)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
 class ObjectWriter:
     """A file-like sink that hashes what it is given and lands it in the store atomically."""
 
@@ -21,7 +115,9 @@ class ObjectWriter:
         self.store = store
         store.ensure_dir(store.tmp_dir)
         fd, self.tmp_path = tempfile.mkstemp(dir=store.tmp_dir, prefix="theta-")
-        self.file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.file = (
+            _DirectFile(fd) if store.direct_io and _direct(fd) else os.fdopen(fd, "wb", buffering=1 << 20)
+        )
         self.digest = hashlib.sha256()
         self.size = 0
 
@@ -75,6 +171,7 @@ class LfsStore:
         self.tmp_dir = os.path.join(base, "tmp")
         self._dirs: set[str] = set()
         self.fsync = config.get_bool("fsync")
+        self.direct_io = config.get_bool("direct_io")
         self._small: dict[str, object] = {}  # verified small objects, oldest first
         self._lock = threading.Lock()
 
@@ -140,6 +237,7 @@ class LfsStore:
             with open(self.path(oid), "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            _read_ahead(data)
         except FileNotFoundError:
             raise ThetaError(
                 f"LFS object {oid[:12]} for {what} is missing; run `git theta fetch` or `git lfs fetch`"

@@ -19,7 +19,7 @@ from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.bitdelta import BitDeltaUpdate
 from git_theta.updates.delta import pack_parts
 from git_theta.updates.dense import DenseUpdate, encoded
-from git_theta.updates.sparse import SparseUpdate, changed_mask, changed_share_at_least
+from git_theta.updates.sparse import SparseUpdate, changed_mask
 
 log = get_logger(__name__)
 EXACT_BYTES = 1 << 20  # below this, candidates are encoded whole rather than sampled
@@ -88,32 +88,35 @@ class AutoUpdate(Update):
         if tensor.nbytes == 0 or not ctx.previous_usable():
             return dense.store(tensor, ctx)
         prev = ctx.previous
-        try:
-            old, snap = ctx.previous_values()
-        except ThetaError as exc:  # a corrupt earlier object must not block storing the new value
-            log.warning("%s; storing %s whole instead of as a change", exc, ctx.name)
-            return dense.store(tensor, ctx)
         # (size, label, store) candidates; `store` writes the chosen one
         candidates: list[tuple[float, str, object]] = []
         sparse, bitdelta = SparseUpdate(), BitDeltaUpdate()
-
-        if (
-            tuple(old.shape) == tuple(tensor.shape)
-            and old.dtype == tensor.dtype
-            and sparse.can_chain(prev, tensor)
-            and not changed_share_at_least(tensor, old, DENSE_SAMPLE_SHARE)
-        ):
-            mask = changed_mask(tensor, old)
-            if np.count_nonzero(mask) <= SPARSE_SHARE * numel(tensor.shape):
-                blob = pack_parts(sparse.parts_at(tensor, mask))
-                candidates.append(
-                    (len(blob), "sparse", lambda blob=blob: sparse.store_blob(tensor, blob, prev, ctx.store))
-                )
-            del mask
+        grown_on_change = tuple(prev.shape) != tuple(tensor.shape) and chain.depth(prev) > 0
+        try:  # a corrupt earlier object must not block storing the new value
+            snap = ctx.snapshot_value()
+            if (
+                tuple(prev.shape) == tuple(tensor.shape)
+                and prev.dtype == tensor.dtype
+                and sparse.can_chain(prev, tensor)
+                and not ctx.previous_mostly_changed(tensor, DENSE_SAMPLE_SHARE)
+            ):
+                mask = changed_mask(tensor, ctx.previous_values()[0])
+                if np.count_nonzero(mask) <= SPARSE_SHARE * numel(tensor.shape):
+                    blob = pack_parts(sparse.parts_at(tensor, mask))
+                    candidates.append(
+                        (
+                            len(blob),
+                            "sparse",
+                            lambda blob=blob: sparse.store_blob(tensor, blob, prev, ctx.store),
+                        )
+                    )
+                del mask
+            old = ctx.previous_values()[0] if grown_on_change else None
+        except ThetaError as exc:
+            log.warning("%s; storing %s whole instead of as a change", exc, ctx.name)
+            return dense.store(tensor, ctx)
         snap_entry = chain.snapshot_of(prev, ctx.name)
-        grown_on_change = tuple(old.shape) != tuple(tensor.shape) and chain.depth(prev) > 0
         if not grown_on_change:
-            del old
             ctx.keep_snapshot_only()  # the previous value is not needed past here: free it early
         delta_parts = None
         if snap.dtype == tensor.dtype and bitdelta.can_chain(snap_entry, tensor):

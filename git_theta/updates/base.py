@@ -19,6 +19,9 @@ class UpdateContext:
     previous: ParamEntry | None = None
     side: dict[str, RawTensor] | None = None
     _values: tuple | None = field(default=None, repr=False)
+    # sampled windows of the previous value (sparse.sample_windows), when a caller that keeps
+    # them knows the snapshot value but not the previous value itself
+    _windows: object = field(default=None, repr=False)
 
     def previous_usable(self) -> bool:
         """A previous entry exists and every object it needs is in the local store."""
@@ -33,11 +36,26 @@ class UpdateContext:
 
     def previous_values(self) -> tuple[RawTensor, RawTensor]:
         """(previous value, value of the snapshot its chain starts from); rebuilt once."""
-        if self._values is None:
+        if self._values is None or self._values[0] is None:
             from git_theta.updates import chain
 
             self._values = chain.rebuild(self.previous, self.store, self.name, keep_snapshot=True)
         return self._values
+
+    def snapshot_value(self) -> RawTensor:
+        """The value of the snapshot the previous entry's chain starts from."""
+        if self._values is not None and self._values[1] is not None:
+            return self._values[1]
+        return self.previous_values()[1]
+
+    def previous_mostly_changed(self, tensor: RawTensor, share: float) -> bool:
+        """Whether sampled elements say at least `share` of `tensor` differs from the previous
+        value (from kept windows when there are some: no rebuild)."""
+        from git_theta.updates import sparse
+
+        if self._windows is not None and (self._values is None or self._values[0] is None):
+            return sparse.windows_changed_at_least(tensor, self._windows, share)
+        return sparse.changed_share_at_least(tensor, self.previous_values()[0], share)
 
     def keep_snapshot_only(self) -> None:
         """Drop the previous value (keeping the snapshot) once it is no longer needed."""
@@ -46,7 +64,7 @@ class UpdateContext:
 
     def release(self) -> None:
         """Drop the previous values so their memory goes before the next parameter's."""
-        self._values = None
+        self._values = self._windows = None
 
 
 class Update(ABC):

@@ -37,7 +37,7 @@ class BitDeltaUpdate(DeltaUpdate):
     skip_zero_parts = True
 
     def base_for(self, previous: ParamEntry, ctx: UpdateContext) -> tuple[ParamEntry, RawTensor]:
-        return chain.snapshot_of(previous, ctx.name), ctx.previous_values()[1]
+        return chain.snapshot_of(previous, ctx.name), ctx.snapshot_value()
 
     def parts(self, new: RawTensor, old: RawTensor, reuse: bool = False) -> dict[str, RawTensor] | None:
         """The change; with `reuse` the delta lives in this thread's scratch buffer (see words)."""

@@ -23,13 +23,14 @@ def store_tensor(
     update_type: str = "auto",
     side: dict[str, RawTensor] | None = None,
     digest: str | None = None,
-    known: tuple[RawTensor, RawTensor] | None = None,
+    known: tuple | None = None,
     seen: dict | None = None,
 ) -> ParamEntry:
     """Store `tensor` (reusing `previous` when it holds exactly these bits) and return its entry.
 
-    `known` = (previous value, value of its chain's snapshot) when the caller still has them in
-    memory (a training loop saving every step): changes are computed without decoding them;
+    `known` = (previous value or None, value of its chain's snapshot, sampled windows of the
+    previous value or None) when the caller still has them in memory (a training loop saving
+    every step): changes are computed without decoding them;
     `seen`, when given, receives the snapshot value the update decoded (key "snapshot")."""
     digest = digest or tensor_hash(tensor)
     if (
@@ -44,7 +45,7 @@ def store_tensor(
             return previous
     ctx = UpdateContext(store, name, previous, side)
     if known is not None and previous is not None:
-        ctx._values = known
+        ctx._values, ctx._windows = known[:2], known[2]
     try:
         entry = plugins.updates.get(update_type)().store(tensor, ctx)
         if seen is not None and ctx._values is not None and ctx._values[1] is not None:

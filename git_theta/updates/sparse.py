@@ -25,19 +25,33 @@ def changed_mask(new: RawTensor, old: RawTensor) -> np.ndarray:
     return neq if neq.ndim == 1 else neq.any(axis=1)
 
 
+def sample_windows(t: RawTensor) -> np.ndarray | None:
+    """The evenly spread windows of elements that the sampled change check compares, as one
+    array (None for a tensor small enough to compare whole). Kept instead of a whole previous
+    value, they still tell a change of every weight from a sparse one."""
+    a = words.per_element(t)
+    n = len(a)
+    if n <= _SAMPLE_WINDOWS * _SAMPLE_WINDOW * 4:
+        return None
+    starts = np.linspace(0, n - _SAMPLE_WINDOW, _SAMPLE_WINDOWS).astype(np.int64)
+    return np.concatenate([a[s : s + _SAMPLE_WINDOW] for s in starts.tolist()])
+
+
+def windows_changed_at_least(new: RawTensor, old_windows: np.ndarray | None, share: float) -> bool:
+    """Whether at least `share` of the sampled elements differ from `old_windows` (False when
+    the tensor is small: the exact mask is cheap enough)."""
+    new_windows = sample_windows(new)
+    if old_windows is None or new_windows is None or new_windows.shape != old_windows.shape:
+        return False
+    neq = new_windows != old_windows
+    changed = int(np.count_nonzero(neq if neq.ndim == 1 else neq.any(axis=1)))
+    return changed >= share * len(new_windows)
+
+
 def changed_share_at_least(new: RawTensor, old: RawTensor, share: float) -> bool:
     """Whether evenly spread windows of elements say at least `share` of them changed: a check
     at ~1% of the cost of changed_mask, so a change of every weight skips the full comparison."""
-    a, b = words.per_element(old), words.per_element(new)
-    n = len(a)
-    if n <= _SAMPLE_WINDOWS * _SAMPLE_WINDOW * 4:
-        return False  # small: the exact mask is cheap enough
-    starts = np.linspace(0, n - _SAMPLE_WINDOW, _SAMPLE_WINDOWS).astype(np.int64)
-    changed = 0
-    for s in starts.tolist():
-        neq = a[s : s + _SAMPLE_WINDOW] != b[s : s + _SAMPLE_WINDOW]
-        changed += int(np.count_nonzero(neq if neq.ndim == 1 else neq.any(axis=1)))
-    return changed >= share * _SAMPLE_WINDOWS * _SAMPLE_WINDOW
+    return windows_changed_at_least(new, sample_windows(old), share)
 
 
 def _smallest_uint(top: int) -> np.dtype:

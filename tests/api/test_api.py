@@ -119,6 +119,29 @@ def test_background_saves_of_large_tensors_reuse_their_copies_bit_exact(api_repo
     assert meta.params["big"].update_type == "bitdelta"  # built on what the first save stored
 
 
+def test_background_loop_notices_a_sparse_change_after_full_ones(api_repo):
+    """After changes of every weight the saver keeps only samples of a large previous value;
+    a later change of a few weights is still told apart and stored as sparse, exactly."""
+    g = torch.Generator().manual_seed(2)
+    sd = {"w": torch.randn(800, 1000, generator=g), "b": torch.zeros(8)}
+    git_theta.save(sd, "model.pt", "start", repo=api_repo.cwd)
+    saved = []
+    for i in range(4):
+        with torch.no_grad():
+            if i < 2:
+                sd["w"].mul_(1.01)  # every weight
+            else:
+                sd["w"][i, :5] += 1.0  # five weights
+        handle = git_theta.save(sd, "model.pt", f"step {i}", repo=api_repo.cwd, background=True)
+        saved.append((handle, {k: v.clone() for k, v in sd.items()}))
+    kinds = []
+    for handle, expected in saved:
+        sha = handle.result()
+        assert_same_state(git_theta.load("model.pt", sha, repo=api_repo.cwd), expected)
+        kinds.append(Metadata.loads(api_repo.out("show", f"{sha}:model.pt").encode()).params["w"].update_type)
+    assert kinds == ["bitdelta", "bitdelta", "sparse", "sparse"]
+
+
 def test_save_queue_setting(api_repo, monkeypatch):
     sd = small_model(0, width=32)
     monkeypatch.setenv("GIT_THETA_SAVE_QUEUE", "0")

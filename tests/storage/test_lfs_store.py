@@ -39,3 +39,42 @@ def test_corrupt_and_missing_objects(store):
         store.read(oid, what="parameter 'w'")
     with pytest.raises(ThetaError, match="missing"):
         store.read("0" * 64)
+
+
+_SIZES = [0, 1, 4095, 4096, 4097, (4 << 20) - 1, 4 << 20, (4 << 20) + 5, 9_999_991]
+
+
+@pytest.mark.parametrize("direct", ["1", "0"])
+def test_objects_of_any_size_and_piecing_land_exactly(store, monkeypatch, direct):
+    import random
+
+    monkeypatch.setenv("GIT_THETA_DIRECT_IO", direct)
+    store = LfsStore(store.common_dir)
+    rng = random.Random(0)
+    for n in _SIZES:
+        data = rng.randbytes(n)
+        w = store.writer()
+        assert (type(w.file).__name__ == "_DirectFile") == (direct == "1" and hasattr(os, "O_DIRECT"))
+        pos = 0
+        while pos < n:  # pieces of odd sizes, across the staging block's edges
+            step = rng.randint(1, 3 << 20)
+            w.write(memoryview(data)[pos : pos + step])
+            pos += step
+        oid, size = w.commit()
+        assert (oid, size) == (hashlib.sha256(data).hexdigest(), n)
+        with open(store.path(oid), "rb") as f:
+            assert f.read() == data
+    assert os.listdir(store.tmp_dir) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="no O_DIRECT here")
+def test_direct_writes_fall_back_to_plain_ones_midway(store):
+    """A file system that opens with O_DIRECT but refuses such writes: the rest go plainly."""
+    data = os.urandom((4 << 20) * 2 + 123)
+    w = store.writer()
+    w.write(data[: 5 << 20])  # one direct block written, the rest staged
+    w.file._plain()
+    w.write(data[5 << 20 :])
+    oid, size = w.commit()
+    with open(store.path(oid), "rb") as f:
+        assert f.read() == data and size == len(data)
