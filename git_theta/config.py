@@ -18,7 +18,7 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "skip_smudge": ("GIT_THETA_SKIP_SMUDGE", "theta.skipSmudge", "0"),
     "merge_interactive": ("GIT_THETA_MERGE_INTERACTIVE", "theta.merge.interactive", "1"),
     "fsync": ("GIT_THETA_FSYNC", "theta.fsync", "1"),  # objects reach the disk before they count
-    "direct_io": ("GIT_THETA_DIRECT_IO", "theta.directIo", "1"),  # objects skip the page cache
+    "direct_io": ("GIT_THETA_DIRECT_IO", "theta.directIo", "auto"),  # objects skip the page cache
     # background saves of one path that may wait behind the one running before save() blocks
     "save_queue": ("GIT_THETA_SAVE_QUEUE", "theta.saveQueue", "1"),
 }

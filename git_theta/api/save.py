@@ -84,7 +84,7 @@ def store_state(
     `memo` (kept by a background saver between saves of one path) holds, per parameter, the
     last stored entry with its value and its snapshot's value, so the next change is computed
     from memory instead of decoding what was just written."""
-    store = LfsStore.for_cwd(top)
+    store = LfsStore.for_cwd(top, bulk=memo is not None)  # background saves: see LfsStore
     prev = _previous(top, ref, rel)
     names = list(tensors)
     if prev is not None and list(prev.params) == names:

@@ -163,7 +163,7 @@ class ObjectWriter:
 class LfsStore:
     """Read and write LFS objects by oid; every read is checked against its oid."""
 
-    def __init__(self, common_dir: str):
+    def __init__(self, common_dir: str, bulk: bool = False):
         self.common_dir = common_dir
         storage = repo.config_get("lfs.storage", cwd=common_dir)
         base = os.path.join(common_dir, storage) if storage else os.path.join(common_dir, "lfs")
@@ -171,7 +171,11 @@ class LfsStore:
         self.tmp_dir = os.path.join(base, "tmp")
         self._dirs: set[str] = set()
         self.fsync = config.get_bool("fsync")
-        self.direct_io = config.get_bool("direct_io")
+        # O_DIRECT for bulk writers (a training loop's saves: gigabytes nobody reads back soon);
+        # git add keeps its objects in the page cache, where the checkout or push that follows
+        # finds them
+        setting = (config.get("direct_io") or "auto").strip().lower()
+        self.direct_io = bulk if setting == "auto" else config.get_bool("direct_io")
         self._small: dict[str, object] = {}  # verified small objects, oldest first
         self._lock = threading.Lock()
 
@@ -182,8 +186,8 @@ class LfsStore:
             self._dirs.add(path)
 
     @classmethod
-    def for_cwd(cls, cwd: str | None = None) -> "LfsStore":
-        return cls(repo.common_dir(cwd))
+    def for_cwd(cls, cwd: str | None = None, bulk: bool = False) -> "LfsStore":
+        return cls(repo.common_dir(cwd), bulk)
 
     def path(self, oid: str) -> str:
         return os.path.join(self.objects_dir, oid[0:2], oid[2:4], oid)

@@ -44,17 +44,20 @@ def test_corrupt_and_missing_objects(store):
 _SIZES = [0, 1, 4095, 4096, 4097, (4 << 20) - 1, 4 << 20, (4 << 20) + 5, 9_999_991]
 
 
-@pytest.mark.parametrize("direct", ["1", "0"])
-def test_objects_of_any_size_and_piecing_land_exactly(store, monkeypatch, direct):
+@pytest.mark.parametrize(
+    "setting, bulk, direct",
+    [("1", False, True), ("0", True, False), ("auto", True, True), ("auto", False, False)],
+)
+def test_objects_of_any_size_and_piecing_land_exactly(store, monkeypatch, setting, bulk, direct):
     import random
 
-    monkeypatch.setenv("GIT_THETA_DIRECT_IO", direct)
-    store = LfsStore(store.common_dir)
+    monkeypatch.setenv("GIT_THETA_DIRECT_IO", setting)
+    store = LfsStore(store.common_dir, bulk=bulk)
     rng = random.Random(0)
     for n in _SIZES:
         data = rng.randbytes(n)
         w = store.writer()
-        assert (type(w.file).__name__ == "_DirectFile") == (direct == "1" and hasattr(os, "O_DIRECT"))
+        assert (type(w.file).__name__ == "_DirectFile") == (direct and hasattr(os, "O_DIRECT"))
         pos = 0
         while pos < n:  # pieces of odd sizes, across the staging block's edges
             step = rng.randint(1, 3 << 20)
@@ -71,7 +74,7 @@ def test_objects_of_any_size_and_piecing_land_exactly(store, monkeypatch, direct
 def test_direct_writes_fall_back_to_plain_ones_midway(store):
     """A file system that opens with O_DIRECT but refuses such writes: the rest go plainly."""
     data = os.urandom((4 << 20) * 2 + 123)
-    w = store.writer()
+    w = LfsStore(store.common_dir, bulk=True).writer()
     w.write(data[: 5 << 20])  # one direct block written, the rest staged
     w.file._plain()
     w.write(data[5 << 20 :])
