@@ -54,9 +54,16 @@ class _DirectFile:
 
     def __init__(self, fd: int):
         self.fd, self.size, self.fill, self.direct = fd, 0, 0, True
-        buf = getattr(_staging, "buf", None)
-        if buf is None:  # one aligned staging buffer per thread, reused: fresh pages cost
-            buf = _staging.buf = mmap.mmap(-1, _DIRECT_BLOCK)
+        # one aligned staging buffer per thread, reused (fresh pages cost); a second file open
+        # on the same thread at once gets its own
+        self.shared = not getattr(_staging, "busy", False)
+        buf = getattr(_staging, "buf", None) if self.shared else None
+        if buf is None:
+            buf = mmap.mmap(-1, _DIRECT_BLOCK)
+            if self.shared:
+                _staging.buf = buf
+        if self.shared:
+            _staging.busy = True
         self.view = memoryview(buf)
 
     def write(self, data) -> int:
@@ -103,6 +110,8 @@ class _DirectFile:
         return self.fd
 
     def close(self) -> None:
+        if self.shared:
+            _staging.busy = self.shared = False
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)

@@ -81,3 +81,18 @@ def test_direct_writes_fall_back_to_plain_ones_midway(store):
     oid, size = w.commit()
     with open(store.path(oid), "rb") as f:
         assert f.read() == data and size == len(data)
+
+
+def test_two_direct_writers_open_on_one_thread_do_not_mix(store):
+    bulk = LfsStore(store.common_dir, bulk=True)
+    a, b = bulk.writer(), bulk.writer()
+    da, db = os.urandom(5 << 20), os.urandom(3 << 20)
+    for i in range(0, 5 << 20, 1 << 20):  # interleaved writes
+        a.write(da[i : i + (1 << 20)])
+        b.write(db[i : i + (1 << 20)])
+    (oa, _), (ob, _) = a.commit(), b.commit()
+    assert oa == hashlib.sha256(da).hexdigest() and ob == hashlib.sha256(db).hexdigest()
+    with open(bulk.path(oa), "rb") as f:
+        assert f.read() == da
+    with open(bulk.path(ob), "rb") as f:
+        assert f.read() == db
