@@ -101,6 +101,12 @@ def main():
         steady = sum(saving_steps[w:]) / sum(base_steps[w:])
         print(f"  steps after the first {w} (a process's first saves pay for fresh memory and for reading")
         print(f"  the version they build on): ratio {steady:.2f}")
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        f"  peak memory of the process {peak / 1e6:.0f} MB = {peak / size:.1f}x the model (the model itself included)"
+    )
     print(f"  commits: {commits.stdout.strip()}")
     print(f"first save (foreground)      {first:8.2f} s")
     print(f"load of the newest version   {load_s:8.2f} s (bit-exact)")
