@@ -290,7 +290,9 @@ class _PathSaver:
             max_workers=1, thread_name_prefix=f"git-theta-save-{rel}", initializer=_yield_to_caller
         )
         self.futures: deque[Future] = deque()
-        self.memo: dict = {}  # per parameter: last entry, its value, its snapshot's oid and value
+        # per parameter: last entry, its value (or None and sampled windows of it), its
+        # snapshot's oid and value (see _keep)
+        self.memo: dict = {}
         self.spare: dict = {}  # per parameter, buffers no longer needed: the next copies reuse them
 
     def submit(self, state_dict, message, ref, update_type, materialize) -> SaveHandle:
