@@ -33,6 +33,7 @@ bench: install
 	$(PYTHON) benchmarks/bench_core.py --runs 3
 	$(PYTHON) benchmarks/bench_updates.py
 	$(PYTHON) benchmarks/bench_merge.py
+	$(PYTHON) benchmarks/bench_api.py
 
 lint: install-dev
 	pre-commit run --all-files
