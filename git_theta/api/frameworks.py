@@ -38,7 +38,7 @@ def unflatten(flat: Mapping) -> dict:
 def to_raw(value, name: str) -> RawTensor:
     """A framework tensor (torch, numpy, JAX, TensorFlow) as raw bytes, without a copy where the
     framework allows (a device tensor comes to the host)."""
-    mod = type(value).__module__.split(".")[0]
+    mod = _framework(value)
     if mod == "torch":
         import torch
 
@@ -62,26 +62,24 @@ def to_raw(value, name: str) -> RawTensor:
     raise ThetaError(f"parameter {name!r}: {type(value).__name__} is not a tensor of a supported framework")
 
 
-def nbytes_of(value, name: str) -> int:
-    """Size of a framework tensor's data, without bringing it to the host."""
-    if type(value).__module__.split(".")[0] == "torch":
-        return value.numel() * value.element_size()
-    if isinstance(value, np.ndarray | np.generic) or hasattr(value, "nbytes"):
-        return int(value.nbytes)
-    return to_raw(value, name).nbytes
+def on_accelerator(value) -> bool:
+    """A torch tensor on a device other than the CPU (copied to the host by device_copy)."""
+    return _framework(value) == "torch" and value.device.type != "cpu"
 
 
-def device_copy(value, buf: np.ndarray) -> RawTensor | None:
-    """Copy an accelerator's torch tensor straight into `buf` (host bytes of its size); None
-    for anything else (copied from its host bytes by the caller)."""
-    if type(value).__module__.split(".")[0] != "torch" or value.device.type == "cpu":
-        return None
-    import torch
-
+def device_copy(value, buf: np.ndarray) -> RawTensor:
+    """Copy an accelerator's torch tensor straight into `buf` (host bytes of its size): one copy,
+    not a host tensor and then a copy of it."""
     t = value.detach()
     if t.numel():
+        import torch
+
         torch.from_numpy(buf).view(t.dtype).view(t.shape).copy_(t)
     return RawTensor(str(t.dtype).removeprefix("torch."), tuple(t.shape), memoryview(buf))
+
+
+def _framework(value) -> str:
+    return type(value).__module__.split(".")[0]
 
 
 def from_raw(t: RawTensor, framework: str):

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from git_theta import config, memory, parallel, plugins
-from git_theta.api.frameworks import device_copy, flatten, nbytes_of, to_raw
+from git_theta.api.frameworks import device_copy, flatten, on_accelerator, to_raw
 from git_theta.api.layouts import format_for_path, layout_for
 from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
@@ -213,7 +213,12 @@ def _snapshot(state_dict: Mapping, copy: bool, spare: dict | None = None) -> tup
         raise ThetaError("save(): the state dict is empty")
     if not copy:
         return state_dict, {name: to_raw(value, name) for name, value in flat.items()}
-    sizes = {name: nbytes_of(value, name) for name, value in flat.items()}
+    # host bytes once per tensor (an accelerator's tensor is copied straight into its buffer)
+    raws = {name: None if on_accelerator(value) else to_raw(value, name) for name, value in flat.items()}
+    sizes = {
+        name: raw.nbytes if raw is not None else flat[name].numel() * flat[name].element_size()
+        for name, raw in raws.items()
+    }
     bufs = {}
     for name, size in sizes.items():
         buf = _take(spare, name) if spare else None
@@ -222,14 +227,14 @@ def _snapshot(state_dict: Mapping, copy: bool, spare: dict | None = None) -> tup
     fresh = [n for n in sizes if n not in bufs]
     bufs.update(zip(fresh, memory.carve([sizes[n] for n in fresh])))
     out, pieces = {}, []
-    for name, value in flat.items():
-        copied = device_copy(value, bufs[name])
-        if copied is None:
-            raw = to_raw(value, name)
-            src, dst = np.frombuffer(raw.data, dtype=np.uint8), bufs[name]
-            pieces += [(dst[i : i + _PIECE], src[i : i + _PIECE]) for i in range(0, len(src), _PIECE)]
-            copied = RawTensor(raw.dtype, raw.shape, memoryview(dst))
-        out[name] = copied
+    for name, raw in raws.items():
+        dst = bufs[name]
+        if raw is None:
+            out[name] = device_copy(flat[name], dst)
+            continue
+        src = np.frombuffer(raw.data, dtype=np.uint8)
+        pieces += [(dst[i : i + _PIECE], src[i : i + _PIECE]) for i in range(0, len(src), _PIECE)]
+        out[name] = RawTensor(raw.dtype, raw.shape, memoryview(dst))
     # on all cores: fresh pages fault in parallel, and a copy is memory-bound anyway
     for _ in parallel.ordered_map(lambda pair: np.copyto(*pair), pieces, ahead=len(pieces) + 1):
         pass
@@ -304,7 +309,8 @@ class _PathSaver:
             self.pool.submit(_prime, self.top, self.rel, ref, update_type, self.memo, self.spare)
         tree, tensors = _snapshot(state_dict, copy=True, spare=self.spare)  # on all cores
         if starting:  # while the caller works: buffers for the next copy (it cannot reuse this one's)
-            threading.Thread(target=_ready_buffers, args=(state_dict, self.spare), daemon=True).start()
+            sizes = {name: t.nbytes for name, t in tensors.items()}
+            threading.Thread(target=_ready_buffers, args=(sizes, self.spare), daemon=True).start()
 
         def work():
             meta = store_state(self.top, self.rel, tree, tensors, ref, update_type, self.memo, self.spare)
@@ -330,14 +336,10 @@ def _yield_to_caller() -> None:
         pass
 
 
-def _ready_buffers(state_dict: Mapping, spare: dict) -> None:
-    """Spare buffers for the next copy of `state_dict`, their pages faulted in on an idle thread
+def _ready_buffers(sizes: dict[str, int], spare: dict) -> None:
+    """Spare buffers of these sizes for the next copy, their pages faulted in on an idle thread
     (later copies reuse the buffers of saves that have finished: see _keep)."""
     _yield_to_caller()
-    try:
-        sizes = {name: nbytes_of(value, name) for name, value in flatten(state_dict).items()}
-    except ThetaError:
-        return  # the save reports it
     try:
         bufs = dict(zip(sizes, memory.carve(list(sizes.values()))))
 
@@ -380,7 +382,6 @@ def _fill_memo(top: str, rel: str, ref: str, memo: dict, spare: dict) -> None:
     if prev is None:
         return
     store = LfsStore.for_cwd(top)
-    firsts = {id(entry): (name, entry) for name, entry in prev.params.items()}
 
     def one(item):
         name, entry = item
@@ -389,7 +390,7 @@ def _fill_memo(top: str, rel: str, ref: str, memo: dict, spare: dict) -> None:
         except ThetaError:
             return None
 
-    for done in parallel.ordered_map(one, list(firsts.values())):
+    for done in parallel.ordered_map(one, list(prev.params.items())):
         if done is not None:
             name, entry, value, snap = done
             _keep(memo, name, entry, value, chain.snapshot_of(entry, name).oid, snap, spare)
