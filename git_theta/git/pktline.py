@@ -74,7 +74,11 @@ def write_text(stream: BinaryIO, *lines: str) -> None:
 
 
 def write_flush(stream: BinaryIO) -> None:
+    """End a message and push it to the other side: every message of the protocol ends with a
+    flush packet and the peer may be waiting for it, so a buffered stream (Python's stdout unless
+    PYTHONUNBUFFERED is set) must never keep it back."""
     stream.write(FLUSH)
+    stream.flush()
 
 
 class ContentWriter:
