@@ -3,7 +3,7 @@
 import subprocess
 
 from git_theta.errors import ThetaError
-from git_theta.git import hooks, repo
+from git_theta.git import hooks, programs, repo
 
 SCOPES = {
     "global": "--global",
@@ -13,16 +13,23 @@ SCOPES = {
     "local": "--local",
 }
 
-CONFIG = {
-    "filter.theta.clean": "git-theta-filter clean %f",
-    "filter.theta.smudge": "git-theta-filter smudge %f",
-    "filter.theta.process": "git-theta-filter process",
-    "filter.theta.required": "true",
-    "diff.theta.command": "git-theta-diff",
-    "diff.theta.textconv": "git-theta-diff --textconv",
-    "merge.theta.name": "Merge models parameter by parameter with git-theta",
-    "merge.theta.driver": "git-theta-merge %O %A %B %P",
-}
+
+def config_values() -> dict[str, str]:
+    """The git config that routes tracked files through this installation's programs (by
+    absolute path when PATH alone would not find them: see git.programs)."""
+    flt, diff, merge = (
+        programs.command(p) for p in ("git-theta-filter", "git-theta-diff", "git-theta-merge")
+    )
+    return {
+        "filter.theta.clean": f"{flt} clean %f",
+        "filter.theta.smudge": f"{flt} smudge %f",
+        "filter.theta.process": f"{flt} process",
+        "filter.theta.required": "true",
+        "diff.theta.command": diff,
+        "diff.theta.textconv": f"{diff} --textconv",
+        "merge.theta.name": "Merge models parameter by parameter with git-theta",
+        "merge.theta.driver": f"{merge} %O %A %B %P",
+    }
 
 
 def is_installed(cwd: str | None = None) -> bool:
@@ -30,12 +37,12 @@ def is_installed(cwd: str | None = None) -> bool:
 
 
 def install(scope: str = "global", cwd: str | None = None) -> int:
-    """Write CONFIG at `scope` (idempotent); in a repository also install the pre-push hook."""
+    """Write config_values() at `scope` (idempotent); in a repository also install our hooks."""
     repo.require_lfs()
     flag = SCOPES[scope]
     if flag == "--local":
         repo.root(cwd)
-    for key, value in CONFIG.items():
+    for key, value in config_values().items():
         proc = subprocess.run(["git", "config", flag, key, value], cwd=cwd, capture_output=True)
         if proc.returncode != 0:
             msg = proc.stderr.decode("utf-8", "replace").strip()

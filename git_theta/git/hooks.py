@@ -5,10 +5,11 @@ checkpoints a low-memory smudge left as metadata (see filter.deferred).
 """
 
 import os
+import shlex
 import stat
 
 from git_theta.errors import ThetaError
-from git_theta.git import repo
+from git_theta.git import programs, repo
 
 MARKER = "# git-theta pre-push hook"  # the pre-push hook's marker (kept: older installs carry it)
 CHAINED = "pre-push.pre-theta"
@@ -16,18 +17,23 @@ CHAINED = "pre-push.pre-theta"
 PENDING = "theta-pending-checkout"  # under the git dir: paths whose checkpoints are still to write
 _WRITE_PENDING = (  # nothing to do, and no interpreter started, unless a checkout was deferred
     f'pending="$(git rev-parse --git-path {PENDING})"\n'
-    'if [ -s "$pending" ]; then\n  git-theta checkout-models --pending || exit $?\nfi\n'
+    'if [ -s "$pending" ]; then\n{find}  "$git_theta" checkout-models --pending || exit $?\nfi\n'
 )
-_NEEDS_GIT_THETA = (
-    "command -v git-theta >/dev/null 2>&1 || {{\n"
-    '  echo >&2 "git-theta is not on PATH; install it (pip install git-theta) or remove .git/hooks/{name}"\n'
+# The installation that wrote the hook first (a virtual environment need not be on PATH when git
+# runs the hook), else whatever git-theta PATH finds.
+_FIND_GIT_THETA = (
+    "git_theta={program}\n"
+    '[ -x "$git_theta" ] || git_theta=git-theta\n'
+    'command -v "$git_theta" >/dev/null 2>&1 || {{\n'
+    '  echo >&2 "git-theta is not installed (looked for {program} and on PATH); install it '
+    '(pip install git-theta) or remove .git/hooks/{name}"\n'
     "  exit 2\n}}\n"
 )
 # name -> (what it does, our part of the script, whether git gives it input on stdin)
 _HOOKS = {
     "pre-push": (
         "uploads the LFS objects of pushed models",
-        _NEEDS_GIT_THETA + 'input=$(cat)\nprintf \'%s\\n\' "$input" | git-theta pre-push "$@" || exit $?\n',
+        _FIND_GIT_THETA + 'input=$(cat)\nprintf \'%s\\n\' "$input" | "$git_theta" pre-push "$@" || exit $?\n',
         True,
     ),
     "post-checkout": ("writes checkpoints left as metadata by a low-memory checkout", _WRITE_PENDING, False),
@@ -48,10 +54,12 @@ def hook_text(name: str) -> str:
     """The script of hook `name`: our part, then the user's older hook with the same arguments and input."""
     purpose, body, stdin = _HOOKS[name]
     chained = chained_name(name)
+    program = shlex.quote(programs.program("git-theta"))
+    find = "".join("  " + line + "\n" for line in _FIND_GIT_THETA.splitlines())
     feed = "printf '%s\\n' \"$input\" | " if stdin else ""
     return (
         f"#!/bin/sh\n{marker(name)}: {purpose}, then runs {chained} if present.\n"
-        + body.format(name=name)
+        + body.format(name=name, program=program, find=find.format(name=name, program=program))
         + f'chained="$(dirname "$0")/{chained}"\nif [ -x "$chained" ]; then\n  {feed}"$chained" "$@" || exit $?\nfi\n'
         + "exit 0\n"
     )

@@ -6,7 +6,7 @@ import subprocess
 import torch
 
 import git_theta
-from git_theta.commands.install import CONFIG
+from git_theta.commands.install import config_values
 from tests.conftest import Git
 from tests.helpers import assert_same_state, load, save, small_model
 
@@ -15,7 +15,7 @@ def test_install_is_idempotent_at_each_scope(repo):
     for _ in range(2):
         repo.theta("install")
         repo.theta("install", "--scope", "repository")
-    for key, value in CONFIG.items():
+    for key, value in config_values().items():
         assert repo.out("config", "--global", "--get-all", key).splitlines() == [value]
         assert repo.out("config", "--local", "--get-all", key).splitlines() == [value]
 
@@ -28,7 +28,9 @@ def test_track_without_prior_install_installs_at_repository_scope(tmp_path, git_
     subprocess.run(["git", "init", "-q", str(tmp_path / "r")], env=env, check=True)
     g = Git(str(tmp_path / "r"), env)
     g.theta("track", "model.pt")
-    assert g.out("config", "--local", "filter.theta.process").strip() == "git-theta-filter process"
+    assert (
+        g.out("config", "--local", "filter.theta.process").strip() == config_values()["filter.theta.process"]
+    )
     save(small_model(), os.path.join(g.cwd, "model.pt"))
     g("add", "model.pt")
     g("commit", "-qm", "m")

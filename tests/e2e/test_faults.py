@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import torch
 
+from git_theta.git import programs
 from tests.helpers import assert_same_state, commit_tracked_model, load, save
 
 
@@ -88,7 +89,7 @@ def test_git_lfs_missing_when_objects_must_be_fetched(repo, bare_remote, tmp_pat
     bindir.mkdir()
     for tool in ("git", "sh"):
         os.symlink(shutil.which(tool), bindir / tool)
-    no_lfs = dict(repo.env, PATH=f"{bindir}{os.pathsep}{os.path.dirname(shutil.which('git-theta'))}")
+    no_lfs = dict(repo.env, PATH=f"{bindir}{os.pathsep}{programs.scripts_dir()}")
     assert shutil.which("git-lfs", path=no_lfs["PATH"]) is None
     proc = subprocess.run(["git", "theta", "checkout-models"], cwd=clone, env=no_lfs, capture_output=True)
     err = proc.stderr.decode()
