@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from git_theta.git import programs
 from tests.conftest import Git
