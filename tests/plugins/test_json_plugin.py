@@ -25,6 +25,7 @@ def venv(tmp_path_factory):
 def test_json_checkpoints_through_git(venv, repo):
     env = dict(repo.env, PATH=f"{venv / 'bin'}{os.pathsep}{repo.env['PATH']}")
     g = Git(repo.cwd, env)
+    g.theta("install")  # this environment's drivers, by absolute path, for git
     assert "json" in g.theta("formats").stdout.decode()
     g.theta("track", "weights.json")
     path = os.path.join(repo.cwd, "weights.json")
