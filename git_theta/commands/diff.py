@@ -7,8 +7,9 @@ working tree, two compare the two; `--cached` compares a revision (HEAD) with th
 import os
 
 from git_theta.commands.ls_files import ls_files
+from git_theta.diffs.baseline import Baseline
 from git_theta.diffs.compute import ModelDiff, compare
-from git_theta.diffs.sides import ModelSide, side_from_bytes
+from git_theta.diffs.sides import PLAIN_BLOB, WORKING_TREE, ModelSide, side_from_bytes
 from git_theta.errors import ThetaError
 from git_theta.git import repo
 from git_theta.storage.lfs_store import LfsStore
@@ -21,13 +22,20 @@ def _tracked_at(rev: str | None, top: str) -> list[str]:
     return ls_files(top, None if rev is WORKTREE or rev == "" else rev)
 
 
-def _side(rev: str | None, path: str, top: str, store: LfsStore) -> ModelSide:
-    if rev is WORKTREE:
+def _side(rev: str | None, path: str, top: str, store: LfsStore, dirty: set[str]) -> ModelSide:
+    """A working-tree file that git sees unchanged from the index is the index's (stored) version,
+    as git's own diff driver is given it."""
+    if rev is WORKTREE and path in dirty:
         full = os.path.join(top, path)
         data = open(full, "rb").read() if os.path.exists(full) else None
-    else:
-        data = repo.read_blob(f"{rev}:{path}", cwd=top)
-    return side_from_bytes(path, data, store, top)
+        return side_from_bytes(path, data, store, top, WORKING_TREE)
+    data = repo.read_blob(f"{rev or ''}:{path}", cwd=top)
+    return side_from_bytes(path, data, store, top, PLAIN_BLOB)
+
+
+def _dirty(top: str) -> set[str]:
+    """Paths whose working-tree file differs from the index, by git's stat check (or is deleted)."""
+    return {p.decode() for p in repo.run(["diff-files", "--name-only", "-z"], cwd=top).split(b"\0") if p}
 
 
 def split_args(args: list[str], cwd: str | None = None) -> tuple[list[str], list[str]]:
@@ -74,9 +82,12 @@ def diff(
         if unknown:
             raise ThetaError(f"not a tracked checkpoint on either side: {', '.join(sorted(unknown))}")
         wanted = [p for p in wanted if p in rel]
+    dirty = _dirty(top) if WORKTREE in (old_rev, new_rev) else set()
+    before = Baseline(old_rev, new_rev, top)
     out = []
     for path in wanted:
-        result = compare(_side(old_rev, path, top, store), _side(new_rev, path, top, store), with_numbers)
+        old, new = _side(old_rev, path, top, store, dirty), _side(new_rev, path, top, store, dirty)
+        result = compare(old, new, with_numbers, before.known(path))
         if result.changes or result.old_format != result.new_format:
             out.append(result)
     return out

@@ -63,7 +63,10 @@ class ModelDiff:
     total: int  # parameters on the new side (or old side when the file was deleted)
     unchanged: int
     changes: list[ParamChange] = field(default_factory=list)
-    stored_bytes: int | None = 0  # bytes of objects the new side adds; None if not stored yet
+    stored_bytes: int | None = 0  # bytes of pieces new in the new side; None if it is not stored
+    stored_scope: str = "file"  # "change": new to the old side's whole tree; "file": to this file's
+    unstored: str | None = None  # what the new side is when git-theta did not store it
+    old_path: str | None = None  # where the file was on the old side, when git saw a rename
 
     @property
     def counts(self) -> dict[str, int]:
@@ -130,8 +133,13 @@ def _slice(t: RawTensor, start: int, stop: int) -> memoryview:
     return t.data[start * item : stop * item]
 
 
-def compare(old: ModelSide, new: ModelSide, with_numbers: bool = True) -> ModelDiff:
-    """The diff of two sides; tensors are read only for modified parameters, when asked."""
+def compare(
+    old: ModelSide, new: ModelSide, with_numbers: bool = True, known: set[str] | None = None
+) -> ModelDiff:
+    """The diff of two sides; tensors are read only for modified parameters, when asked.
+
+    `known`: the pieces stored before this change (diffs.baseline); without it, stored bytes count
+    what is new to this file only."""
     changes: list[ParamChange] = []
     modified: list[str] = []
     unchanged = 0
@@ -155,15 +163,17 @@ def compare(old: ModelSide, new: ModelSide, with_numbers: bool = True) -> ModelD
         results = parallel.ordered_map(lambda c: numbers(old.load(c.name), new.load(c.name)), measurable)
         for change, result in zip(measurable, results):
             change.numbers = result
-    old_oids = {p.oid for p in old.params.values()}
-    if any(p.update_type is None for p in new.params.values()):
-        stored = None
-    else:
-        seen: set[str] = set()
-        stored = 0
-        for p in new.params.values():
-            if p.oid not in old_oids and p.oid not in seen:
-                seen.add(p.oid)
-                stored += p.size
+    scope = "file" if known is None else "change"
     total = len(new.params) or len(old.params)
-    return ModelDiff(new.path or old.path, old.format, new.format, total, unchanged, changes, stored)
+    stored = (
+        None if new.unstored else stored_bytes(new, {p.oid for p in old.params.values()} | (known or set()))
+    )
+    return ModelDiff(
+        new.path or old.path, old.format, new.format, total, unchanged, changes, stored, scope, new.unstored
+    )
+
+
+def stored_bytes(side: ModelSide, known: set[str]) -> int:
+    """Bytes of the distinct pieces `side` references that are not in `known`."""
+    new = {p.oid: p.size for p in side.params.values() if p.oid not in known}
+    return sum(new.values())

@@ -4,7 +4,7 @@ import os
 import sys
 
 from git_theta.diffs.compute import ModelDiff, ParamChange
-from git_theta.diffs.sides import ModelSide
+from git_theta.diffs.sides import WORKING_TREE, ModelSide
 
 _COLORS = {"added": "32", "removed": "31", "modified": "33", "header": "1", "dim": "2"}
 
@@ -39,21 +39,34 @@ def _num(x: float | None, spec: str) -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def stored_text(diff: ModelDiff) -> str:
+    """What the change stored: new bytes (to the old side's tree, or to this file), or why nothing is."""
+    n = diff.stored_bytes
+    if n is None:
+        return (
+            "not stored yet"
+            if diff.unstored in (None, WORKING_TREE)
+            else f"a {diff.unstored}, not stored by git-theta"
+        )
+    if diff.stored_scope == "change":
+        return f"{fmt_bytes(n)} stored by this change" if n else "nothing new stored by this change"
+    return f"{fmt_bytes(n)} new to this file" if n else "nothing new to this file"
+
+
 def summary_line(diff: ModelDiff) -> str:
     c = diff.counts
     changed = c["added"] + c["removed"] + c["modified"]
-    stored = diff.stored_bytes
-    tail = "not stored yet" if stored is None else f"{fmt_bytes(stored)} stored by this change"
     fmt = ""
     if diff.old_format and diff.new_format and diff.old_format != diff.new_format:
         fmt = f", format {diff.old_format} -> {diff.new_format}"
+    path = f"{diff.old_path} -> {diff.path}" if diff.old_path and diff.old_path != diff.path else diff.path
     return (
-        f"{diff.path}: {changed} of {diff.total} parameters changed "
-        f"({c['modified']} modified, {c['added']} added, {c['removed']} removed){fmt}, {tail}"
+        f"{path}: {changed} of {diff.total} parameters changed "
+        f"({c['modified']} modified, {c['added']} added, {c['removed']} removed){fmt}, {stored_text(diff)}"
     )
 
 
-def change_line(change: ParamChange, color: bool) -> str:
+def change_line(change: ParamChange, color: bool, unstored: str | None = WORKING_TREE) -> str:
     status = _paint(f"{change.status:<8}", change.status, color)
     if change.status == "added":
         return f"  {status} {change.name}  {fmt_shape(change.new.dtype, change.new.shape)}"
@@ -63,7 +76,7 @@ def change_line(change: ParamChange, color: bool) -> str:
     shape = fmt_shape(new.dtype, new.shape)
     if change.shape_changed or change.dtype_changed:
         shape = f"{fmt_shape(old.dtype, old.shape)} -> {shape}"
-    parts = [f"  {status} {change.name}  {shape}", new.update_type or "working tree"]
+    parts = [f"  {status} {change.name}  {shape}", new.update_type or unstored or WORKING_TREE]
     if change.shape_changed:
         parts.append("(shape changed)")
     n = change.numbers
@@ -81,7 +94,7 @@ def change_line(change: ParamChange, color: bool) -> str:
 def text(diff: ModelDiff, color: bool = False, threshold: float | None = None) -> str:
     """The full diff of one file: header, summary first, then one line per changed parameter."""
     lines = [
-        _paint(f"diff --git-theta a/{diff.path} b/{diff.path}", "header", color),
+        _paint(f"diff --git-theta a/{diff.old_path or diff.path} b/{diff.path}", "header", color),
         summary_line(diff),
     ]
     hidden = 0
@@ -89,7 +102,7 @@ def text(diff: ModelDiff, color: bool = False, threshold: float | None = None) -
         if _below(change, threshold):
             hidden += 1
             continue
-        lines.append(change_line(change, color))
+        lines.append(change_line(change, color, diff.unstored))
     if hidden:
         lines.append(
             _paint(

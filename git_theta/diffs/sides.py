@@ -24,8 +24,14 @@ class ParamInfo:
     size: int = 0  # bytes stored for it
 
 
+WORKING_TREE = "working tree"
+PLAIN_BLOB = "plain git blob"  # committed without the filter: stored by git, not git-theta
+
+
 class ModelSide:
     """A model version: parameter facts up front, tensor values on demand."""
+
+    unstored: str | None = None  # what a side not stored by git-theta is, for labels
 
     def __init__(self, path: str, params: dict[str, ParamInfo], fmt: str | None):
         self.path, self.params, self.format = path, params, fmt
@@ -65,9 +71,9 @@ class StoredSide(ModelSide):
 
 
 class FileSide(ModelSide):
-    """A checkpoint file (the working tree): parsed in memory, tensors hashed to compare."""
+    """A checkpoint file (the working tree, or a plain git blob): parsed in memory, tensors hashed."""
 
-    def __init__(self, path: str, data):
+    def __init__(self, path: str, data, where: str = WORKING_TREE):
         fmt = detect(path, bytes(data[:64]))
         checkpoint = fmt.read(memoryview(data), path)
         params = {
@@ -75,16 +81,18 @@ class FileSide(ModelSide):
             for n, t in checkpoint.tensors.items()
         }
         super().__init__(path, params, fmt.name)
-        self.tensors = checkpoint.tensors
+        self.tensors, self.unstored = checkpoint.tensors, where
 
     def load(self, name: str) -> RawTensor:
         return self.tensors[name]
 
 
-def side_from_bytes(path: str, data, store: LfsStore | None, cwd: str | None = None) -> ModelSide:
-    """The right kind of side for some content: metadata, a checkpoint, or empty (missing)."""
+def side_from_bytes(
+    path: str, data, store: LfsStore | None, cwd: str | None = None, where: str = WORKING_TREE
+) -> ModelSide:
+    """The right kind of side for some content: metadata, a checkpoint (from `where`), or empty (missing)."""
     if data is None or len(data) == 0:
         return MissingSide(path)
     if is_metadata(data):
         return StoredSide(path, Metadata.loads(data, path), store or LfsStore.for_cwd(cwd), cwd)
-    return FileSide(path, data)
+    return FileSide(path, data, where)

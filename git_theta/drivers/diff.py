@@ -1,7 +1,7 @@
 """`git-theta-diff`: git's diff driver for tracked checkpoints.
 
 As `diff.theta.command` git calls it with PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE
-(`git diff`, or `git log -p --ext-diff`); as `diff.theta.textconv` (`--textconv FILE`) it lists
+(`git diff`, or `git log -p --ext-diff`), plus NEW-PATH and a message after a rename; as `diff.theta.textconv` (`--textconv FILE`) it lists
 one version's parameters, which is what `git log -p` and `git show` diff line by line.
 """
 
@@ -10,9 +10,12 @@ import sys
 import click
 
 from git_theta.diffs import render
-from git_theta.diffs.compute import compare
-from git_theta.diffs.sides import side_from_bytes
+from git_theta.diffs.baseline import Baseline
+from git_theta.diffs.compute import ModelDiff, compare
+from git_theta.diffs.sides import PLAIN_BLOB, WORKING_TREE, ModelSide, side_from_bytes
+from git_theta.drivers import diff_context
 from git_theta.errors import ThetaError
+from git_theta.git import repo
 from git_theta.logs import get_logger
 
 
@@ -21,6 +24,28 @@ def _read(path: str) -> bytes | None:
         return None
     with open(path, "rb") as f:
         return f.read()
+
+
+def _side(path: str, file: str, hexsha: str, top: str) -> ModelSide:
+    """A side git names by a blob it has is stored (staged or committed), even when git hands over
+    the working-tree file because it is unchanged; zeros (or no such blob) is the working tree."""
+    if file != "/dev/null" and hexsha not in (".", diff_context.ZERO):
+        blob = repo.read_blob(hexsha, cwd=top)
+        if blob is not None:
+            return side_from_bytes(path, blob, None, top, PLAIN_BLOB)
+    return side_from_bytes(path, _read(file), None, top, WORKING_TREE)
+
+
+def _diff(args: tuple[str, ...]) -> ModelDiff:
+    old_path, old_file, old_hex, _, new_file, new_hex = args[:6]
+    new_path = args[7] if len(args) >= 9 else old_path
+    top = repo.root()
+    old, new = _side(old_path, old_file, old_hex, top), _side(new_path, new_file, new_hex, top)
+    sides = None if new.unstored else diff_context.versions(old_path, old_hex, new_path, new_hex, top)
+    known = Baseline(*sides, top).known(new_path) if sides else None
+    result = compare(old, new, known=known)
+    result.old_path = old_path
+    return result
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -38,9 +63,6 @@ def main(textconv: bool, args: tuple[str, ...]) -> None:
             return
         if len(args) < 7:
             raise click.UsageError("git-theta-diff PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE")
-        path, old_file, new_file = args[0], args[1], args[4]
-        old = side_from_bytes(path, _read(old_file), None)
-        new = side_from_bytes(path, _read(new_file), None)
-        sys.stdout.write(render.text(compare(old, new), color=render.use_color()))
+        sys.stdout.write(render.text(_diff(args), color=render.use_color()))
     except ThetaError as exc:
         raise click.ClickException(str(exc)) from None

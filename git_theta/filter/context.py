@@ -34,21 +34,27 @@ def is_diff_only(argv: list[str]) -> bool:
     return sub[0] == "stash" and len(sub) > 1 and sub[1] == "show"
 
 
+def git_subcommand() -> list[str]:
+    """The nearest git process above this one: its subcommand and arguments ([] when none)."""
+    pid = os.getppid()
+    for _ in range(3):  # git, or a shell that git started, or that shell's parent
+        argv = cmdline(pid)
+        if argv and os.path.basename(argv[0]) == "git":
+            return _subcommand(argv)
+        up = parent(pid)
+        if not up or up == pid:
+            return []
+        pid = up
+    return []
+
+
 @lru_cache(maxsize=1)
 def in_diff_context() -> bool:
     """True when the nearest git process above this one is a diff-only command."""
     if os.environ.get("GIT_THETA_DIFF_SMUDGE", "").lower() == "full":
         return False
-    pid = os.getppid()
-    for _ in range(3):  # git, or a shell that git started, or that shell's parent
-        argv = cmdline(pid)
-        if argv and os.path.basename(argv[0]) == "git":
-            return is_diff_only(argv)
-        up = parent(pid)
-        if not up or up == pid:
-            return False
-        pid = up
-    return False
+    sub = git_subcommand()
+    return bool(sub) and is_diff_only(["git", *sub])
 
 
 def pass_through() -> bool:

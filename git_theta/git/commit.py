@@ -4,6 +4,7 @@ other staged changes, and turns on the index for concurrent writers."""
 import contextlib
 import fcntl
 import os
+import sys
 import tempfile
 import time
 
@@ -57,6 +58,29 @@ def commit_paths(top: str, blobs: dict[str, str], message: str, ref: str = "HEAD
     return commit
 
 
+def _say(text: str) -> None:
+    """One line on stderr at once (a wait must never be silent)."""
+    sys.stderr.write(f"git-theta: {text}\n")
+    sys.stderr.flush()
+
+
+def _wait_for_index_lock(index_lock: str, deadline: float, timeout: float) -> None:
+    """Wait while another git command holds index.lock; say so at once, and fail clearly on timeout."""
+    if not os.path.exists(index_lock):
+        return
+    _say(
+        f"waiting for {index_lock} (another git process is writing the index); "
+        "if no other git process is running, remove that file"
+    )
+    while os.path.exists(index_lock):
+        if time.monotonic() > deadline:
+            raise ThetaError(
+                f"{index_lock} still exists after {timeout:g} s: if no other git process is running, "
+                "remove that file and run the command again"
+            )
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def index_turn(timeout: float | None = None, cwd: str | None = None):
     """Take turns on the index: concurrent `git theta add`s queue here (git itself refuses a
@@ -67,19 +91,22 @@ def index_turn(timeout: float | None = None, cwd: str | None = None):
     index_lock = repo.git_path("index.lock", cwd)
     with open(lock_path, "a") as lock:
         deadline = time.monotonic() + timeout
+        waiting = False
         while True:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not waiting:
+                    waiting = True
+                    _say(f"waiting for another git theta add to finish with the index ({lock_path})")
                 if time.monotonic() > deadline:
                     raise ThetaError(
-                        f"another git theta add held the index for {timeout:.0f} s; try again"
+                        f"another git theta add held the index for {timeout:g} s ({lock_path}); try again"
                     ) from None
                 time.sleep(0.1)
-        while os.path.exists(index_lock) and time.monotonic() < deadline:
-            time.sleep(0.1)  # another git command is writing the index: git would refuse now
         try:
+            _wait_for_index_lock(index_lock, deadline, timeout)
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

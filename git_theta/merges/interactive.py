@@ -4,6 +4,7 @@ import numpy as np
 
 from git_theta import plugins
 from git_theta.errors import ThetaError
+from git_theta.merges import advice
 from git_theta.merges.apply import sides_of
 from git_theta.merges.base import compute
 from git_theta.merges.plan import Choice, Conflict, parse_choice
@@ -72,7 +73,7 @@ def ask(conflicts: list[Conflict], store: LfsStore, path: str, terminal) -> dict
         while True:
             answer = session.prompt("choice> ").strip()
             if answer.lower() in ("q", "quit"):
-                raise Aborted(f"{path}: merge aborted; nothing was merged")
+                raise Aborted(advice.left_as_ours(path, "you quit the merge resolver"))
             apply_all = answer.endswith("!") or " !" in answer
             answer = answer.replace("!", " ").strip()
             number, _, args = answer.partition(" ")

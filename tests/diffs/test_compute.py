@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from git_theta.diffs import render
 from git_theta.diffs.compute import compare, numbers
 from git_theta.diffs.sides import ModelSide, ParamInfo
 from git_theta.tensor import RawTensor
@@ -78,7 +79,14 @@ def test_only_modified_parameters_are_read():
     d = compare(old, new)
     assert d.counts == {"added": 1, "removed": 1, "modified": 1}
     assert old.loaded == ["b"] and new.loaded == ["b"]
-    assert d.stored_bytes == 19  # objects o4 and o5 are new
+    assert d.stored_bytes == 19 and d.stored_scope == "file"  # objects o4 and o5 are new to this file
+    wider = compare(old, new, with_numbers=False, known={"o5"})  # o5: stored by another file before
+    assert wider.stored_bytes == 12 and wider.stored_scope == "change"
+    assert render.stored_text(wider) == "12 B stored by this change"
+    assert (
+        render.stored_text(compare(old, new, False, known={"o4", "o5"}))
+        == "nothing new stored by this change"
+    )
     assert d.changes[0].numbers.relative == pytest.approx(1.0)
     old.loaded.clear()
     compare(old, new, with_numbers=False)

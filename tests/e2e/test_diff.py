@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import save, small_model
+from tests.helpers import lfs_objects, save, small_model
 
 
 @pytest.fixture
@@ -138,3 +138,93 @@ def test_format_change_of_same_model(repo):
     repo("commit", "-qam", "safetensors")
     out = repo.out("diff", "HEAD~1", "HEAD")
     assert "0 of 6 parameters changed" in out and "format pytorch -> safetensors" in out
+
+
+def stored_summaries(out: str) -> list[str]:
+    """What each file's summary line says was stored (the text after the counts)."""
+    return [line.rsplit("), ", 1)[1] for line in out.splitlines() if " parameters changed (" in line]
+
+
+def theta_json(repo, *args) -> dict[str, dict]:
+    return {f["path"]: f for f in json.loads(repo.theta("diff", *args, "--json").stdout)["files"]}
+
+
+@pytest.fixture
+def safetensors_repo(repo):
+    """model.safetensors committed: two tensors big enough for their own objects, two packed ones."""
+    repo.theta("track", "*.safetensors")
+    g = torch.Generator().manual_seed(0)
+    sd = {n: torch.randn(600, 600, generator=g) for n in ("a.weight", "b.weight")}
+    sd |= {n: torch.randn(600, generator=g) for n in ("a.bias", "b.bias")}
+    save(sd, os.path.join(repo.cwd, "model.safetensors"))
+    repo("add", "-A")
+    repo("commit", "-qm", "v1")
+    return repo, sd
+
+
+def test_stored_bytes_and_labels_for_every_pair_of_sides(safetensors_repo):
+    from git_theta.diffs.render import fmt_bytes
+
+    repo, sd = safetensors_repo
+    path = os.path.join(repo.cwd, "model.safetensors")
+    objects = lfs_objects(repo.cwd)  # before: git diff itself runs the clean filter on a changed file
+    sd = dict(sd, **{"a.weight": sd["a.weight"] * 1.5})
+    save(sd, path)
+    unstaged = repo.out("diff")  # index vs working tree: the new side is not stored
+    assert stored_summaries(unstaged) == ["not stored yet"] and "  working tree  " in unstaged
+    (doc,) = theta_json(repo).values()
+    assert doc["stored_bytes"] is None and doc["changes"][0]["new"]["update_type"] is None
+    repo("add", "model.safetensors")
+    new = {oid: size for oid, size in lfs_objects(repo.cwd).items() if oid not in objects}
+    assert len(new) == 1  # the changed big tensor's own object
+    want = f"{fmt_bytes(sum(new.values()))} stored by this change"
+    staged = repo.out("diff", "--cached")  # HEAD vs index: staged, so stored
+    assert stored_summaries(staged) == [want] and "working tree" not in staged
+    assert theta_json(repo, "--cached")["model.safetensors"]["stored_bytes"] == sum(new.values())
+    repo("commit", "-qm", "v2")
+    for args in (["HEAD~1", "HEAD"], ["HEAD~1"]):  # commit vs commit; commit vs a clean working tree
+        out = repo.out("diff", *args)
+        assert stored_summaries(out) == [want] and "working tree" not in out, args
+        doc = theta_json(repo, *args)["model.safetensors"]
+        assert doc["stored_bytes"] == sum(new.values()) and doc["changes"][0]["new"]["update_type"], args
+    assert stored_summaries(repo.out("show", "--ext-diff", "--format=", "HEAD")) == [want]
+    save(dict(sd, **{"b.weight": sd["b.weight"] * 2}), path)  # commit vs a modified working tree
+    assert stored_summaries(repo.out("diff", "HEAD~1")) == ["not stored yet"]
+    assert theta_json(repo, "HEAD~1")["model.safetensors"]["stored_bytes"] is None
+
+
+def test_reshard_stores_nothing_new(safetensors_repo):
+    repo, sd = safetensors_repo
+    for i, names in enumerate((["a.weight", "a.bias"], ["b.weight", "b.bias"]), 1):
+        save({n: sd[n] for n in names}, os.path.join(repo.cwd, f"model-0000{i}-of-00002.safetensors"))
+    os.remove(os.path.join(repo.cwd, "model.safetensors"))
+    objects = lfs_objects(repo.cwd)
+    repo("add", "-A")
+    assert lfs_objects(repo.cwd) == objects  # the same tensors: nothing stored
+    nothing = "nothing new stored by this change"
+    staged = repo.out("diff", "--cached")
+    assert stored_summaries(staged) and set(stored_summaries(staged)) == {nothing}, staged
+    assert "model-00002-of-00002.safetensors" in staged
+    assert {f["stored_bytes"] for f in theta_json(repo, "--cached").values()} == {0}
+    repo("commit", "-qm", "re-shard")
+    for args in (["HEAD~1", "HEAD"], ["HEAD~1"], ["HEAD~1..HEAD"], ["-R", "HEAD", "HEAD~1"]):
+        out = repo.out("diff", *args)
+        assert stored_summaries(out) and set(stored_summaries(out)) == {nothing}, (args, out)
+    for args in (["HEAD~1", "HEAD"], ["HEAD~1"]):
+        assert {f["stored_bytes"] for f in theta_json(repo, *args).values()} == {0}, args
+    # `git log -p` does not say which commits it compares: counted against each file's old side only
+    log = repo.out("log", "-p", "--ext-diff", "--format=", "-1")
+    assert "stored by this change" not in log and "new to this file" in log
+
+
+def test_renamed_file_is_labelled_with_both_paths(safetensors_repo):
+    repo, sd = safetensors_repo
+    sd = dict(sd, **{"a.bias": sd["a.bias"] + 1})
+    save(sd, os.path.join(repo.cwd, "renamed.safetensors"))
+    os.remove(os.path.join(repo.cwd, "model.safetensors"))
+    repo("add", "-A")
+    out = repo.out("diff", "--cached", "-M")
+    assert out.splitlines()[0] == "diff --git-theta a/model.safetensors b/renamed.safetensors", out
+    assert out.splitlines()[1].startswith(
+        "model.safetensors -> renamed.safetensors: 1 of 4 parameters changed"
+    )

@@ -136,3 +136,25 @@ def test_settings_from_git_config(repo):
     assert proc.returncode != 0 and "safetensors" in proc.stderr.decode()
     repo("config", "theta.checkpointType", "pickled-dict")  # the original's name for torch files
     repo("add", "model.pt")
+
+
+def test_stale_index_lock_is_named_at_once(repo):
+    """A stale .git/index.lock: `git theta add` says at once what it waits for, then fails naming it."""
+    import time
+
+    path = commit_tracked_model(repo, small_model(), message="v1")
+    save(small_model(1), path)
+    lock = os.path.join(repo.cwd, ".git", "index.lock")
+    open(lock, "w").close()
+    env = dict(repo.env, GIT_THETA_LOCK_TIMEOUT="10")
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        ["git", "theta", "add", "model.pt"], cwd=repo.cwd, env=env, stderr=subprocess.PIPE, text=True
+    )
+    first = proc.stderr.readline()
+    waited = time.monotonic() - start
+    rest = proc.communicate(timeout=60)[1]
+    assert waited < 6 and "waiting for" in first and lock in first and "remove that file" in first
+    assert proc.returncode != 0 and time.monotonic() - start >= 10
+    assert f"git-theta: error: {lock} still exists after 10 s" in rest and "remove that file" in rest
+    assert "Traceback" not in rest and os.path.exists(lock)

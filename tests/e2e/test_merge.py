@@ -130,9 +130,36 @@ def test_interactive_quit_aborts_cleanly(branches):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus != 0
+    said = " ".join(child.before.split())  # the terminal wraps long lines
+    assert "nothing was merged" not in said and "model.pt is left as our version" in said
+    assert "git marks it as a conflict; abort with `git merge --abort`" in said and "CONFLICT" in said
     assert torch.equal(load(path)["layers.0.weight"], ours["layers.0.weight"])
     repo("merge", "--abort")
     assert repo.status() == ""
+
+
+def test_interactive_quit_then_resolve_as_told(branches):
+    """After `q` the merge is in progress with the file unmerged; the advised commands finish it."""
+    repo, path, base, ours, theirs = branches
+    child = merge_on_terminal(repo)
+    child.expect("choice>")
+    child.send("q\r")
+    child.expect(pexpect.EOF)
+    child.close()
+    said = " ".join(child.before.split())
+    advised = "GIT_THETA_MERGE_STRATEGY=average-ours-theirs git checkout -m -- model.pt"
+    assert advised in said and "then `git add model.pt` and `git commit`" in said
+    assert repo.status() == "UU model.pt\n"
+    env = dict(repo.env, GIT_THETA_MERGE_STRATEGY="average-ours-theirs")
+    type(repo)(repo.cwd, env)("checkout", "-m", "--", "model.pt")
+    repo("add", "model.pt")
+    repo("commit", "-q", "--no-edit")
+    merged = load(path)
+    want = ((ours["layers.0.weight"].double() + theirs["layers.0.weight"].double()) / 2).float()
+    assert torch.equal(merged["layers.0.weight"], want)
+    assert torch.equal(merged["embed.weight"], theirs["embed.weight"])
+    assert torch.equal(merged["head.weight"], ours["head.weight"])
+    assert repo.status() == "" and repo.out("rev-parse", "HEAD^2") == repo.out("rev-parse", "other")
 
 
 def test_interactive_apply_to_all_remaining(repo):
