@@ -1,9 +1,11 @@
 """git-theta: version control for machine-learning model checkpoints, parameter by parameter."""
 
+import glob
 import os
 import pathlib
 
 from setuptools import find_packages, setup
+from setuptools.dist import Distribution
 
 CHECKPOINTS = [
     "pytorch = git_theta.formats.pytorch:PyTorchCheckpoint",
@@ -61,7 +63,16 @@ _MERGE_CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins",
 if os.path.isdir(_MERGE_CLI):
     EXTRAS["all"].append(f"git-theta-merge-cli @ {pathlib.Path(_MERGE_CLI).as_uri()}")
 
+
+class _Distribution(Distribution):
+    """Editable installs copy data_files too: setuptools' editable_wheel asks has_data(), which it lacks."""
+
+    def has_data(self) -> bool:
+        return self.has_data_files()
+
+
 setup(
+    distclass=_Distribution,
     name="git-theta",
     version="0.3.0",
     description="Version machine-learning checkpoints in git, parameter by parameter",
@@ -78,6 +89,8 @@ setup(
         "prompt_toolkit>=3",
     ],
     extras_require=EXTRAS,
+    # man-db finds <prefix>/share/man from <prefix>/bin on PATH, so `git theta --help` shows git-theta.1
+    data_files=[("share/man/man1", sorted(glob.glob("man/man1/git-theta*.1")))],
     entry_points={
         "console_scripts": [
             "git-theta = git_theta.cli:main",

@@ -32,7 +32,14 @@ def _user_errors(fn):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="git-theta", prog_name="git-theta")
 def main() -> None:
-    """Version machine-learning checkpoints in git, parameter by parameter."""
+    """Version machine-learning checkpoints in git, parameter by parameter.
+
+    Run `git theta install` once per machine and `git theta track FILE` once per checkpoint; from then
+    on plain `git add`, `commit`, `checkout`, `diff`, `clone`, `push` and `pull` work on the model. A
+    clean/smudge filter keeps a small metadata file in git and stores each parameter tensor as a Git
+    LFS object: a commit stores only the tensors that changed, each as the smallest exact encoding of
+    its change.
+    """
     get_logger()
 
 
