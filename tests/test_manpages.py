@@ -82,7 +82,18 @@ def test_git_theta_help_shows_the_installed_page(tmp_path, editable):
     _man()
     src = _copy_project(str(tmp_path / "src"))
     prefix = tmp_path / "prefix"
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(prefix)]
+    # --ignore-installed: with --prefix alone pip first uninstalls the running environment's git-theta
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--ignore-installed",
+        "--prefix",
+        str(prefix),
+    ]
     if importlib.util.find_spec("setuptools") is not None:
         cmd.append("--no-build-isolation")  # offline and faster; else pip fetches setuptools itself
     cmd += ["-e", src] if editable else [src]
