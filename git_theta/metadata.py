@@ -1,7 +1,8 @@
 """The small file git stores instead of a checkpoint: per-parameter tensor and LFS facts, as JSON.
 
 Keys are sorted and the layout is stable, so the same tensors always give the same bytes (git
-sees no change after a re-save), and the file stays readable in `git show`.
+sees no change after a re-save), and the file stays readable in `git show`. Its first key is a
+notice saying what the file is and how to get the checkpoint, for a clone made without git-theta.
 """
 
 import json
@@ -13,6 +14,13 @@ from git_theta.jsontext import dumps_indent1
 from git_theta.tensor import numel
 
 VERSION = 1
+# First in the file (keys are sorted, "README" < "checkpoint"): what a clone without the filter
+# shows where the checkpoint should be, and the fix, as a Git LFS pointer says what it is
+NOTICE_KEY = "README"
+NOTICE = (
+    "This is git-theta metadata, not the checkpoint; to get the checkpoint run "
+    "`git theta install`, then `git theta checkout-models`"
+)
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
 _MAX_METADATA = 512 << 20
 _MAX_NAME = 1024  # characters in a parameter name
@@ -117,6 +125,7 @@ class Metadata:
 
     def dumps(self) -> bytes:
         doc = {
+            NOTICE_KEY: NOTICE,
             "git_theta": {"metadata_version": VERSION},
             "checkpoint": {"format": self.format, "layout": self.layout, "order": list(self.params)},
             "parameters": {name: e.to_json() for name, e in self.params.items()},
@@ -135,6 +144,8 @@ class Metadata:
                 raise TypeError("order is not a list or parameters not a map")
             if not isinstance(fmt, str) or not isinstance(layout, dict):
                 raise TypeError("format is not a string or layout not a map")
+            if not isinstance(doc.get(NOTICE_KEY, ""), str):  # older metadata has none
+                raise TypeError(f"{NOTICE_KEY} is not a string")
         except RecursionError:
             raise ThetaError("git-theta metadata is nested too deeply to be real", path) from None
         except (ValueError, KeyError, TypeError) as exc:
