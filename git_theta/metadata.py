@@ -22,7 +22,7 @@ NOTICE = (
     "`git theta install`, then `git theta checkout-models`"
 )
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
-_MAX_METADATA = 512 << 20
+MAX_METADATA = 512 << 20  # bytes: a larger file is never metadata
 _MAX_NAME = 1024  # characters in a parameter name
 _MAX_NDIM = 32
 _MAX_TENSOR_BYTES = 1 << 44  # 16 TiB: past any real tensor; refused before anything is allocated
@@ -166,7 +166,7 @@ class Metadata:
 
 def is_metadata(data) -> bool:
     """True when `data` is a git-theta metadata file (cheap check first, then a parse)."""
-    if len(data) == 0 or len(data) > _MAX_METADATA or bytes(data[:1]) != b"{":
+    if len(data) == 0 or len(data) > MAX_METADATA or bytes(data[:1]) != b"{":
         return False
     try:
         doc = json.loads(bytes(data))

@@ -1,0 +1,55 @@
+"""What a colleague meets: a clone made in a fresh HOME without `git theta install`."""
+
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import Git
+from tests.helpers import commit_tracked_model, small_model
+
+SHARD = "ckpt/model-00001-of-00002.safetensors"
+
+
+@pytest.fixture
+def colleague(repo, bare_remote, tmp_path, git_env) -> tuple[Git, bytes]:
+    """(a clone by someone who never ran `git theta install`, the checkpoint's bytes)."""
+    os.makedirs(os.path.join(repo.cwd, "ckpt"))
+    path = commit_tracked_model(repo, small_model(), SHARD)
+    with open(path, "rb") as f:
+        model = f.read()
+    repo("remote", "add", "origin", bare_remote)
+    repo("push", "-q", "origin", "main")
+    home = tmp_path / "colleague-home"
+    home.mkdir()
+    env = dict(git_env, HOME=str(home))
+    for key, value in (("user.name", "Colleague"), ("user.email", "c@example.invalid")):
+        subprocess.run(["git", "config", "--global", key, value], env=env, check=True)
+    dest = str(tmp_path / "clone")
+    subprocess.run(["git", "clone", "-q", bare_remote, dest], env=env, check=True, capture_output=True)
+    return Git(dest, env), model
+
+
+def objects(g: Git) -> set[str]:
+    """Every object in the clone's git object database (loose and packed)."""
+    out = g.out("cat-file", "--batch-all-objects", "--batch-check=%(objectname)")
+    return set(out.split())
+
+
+def test_the_clone_holds_metadata_that_says_what_it_is(colleague):
+    g, _ = colleague
+    with open(os.path.join(g.cwd, SHARD), "rb") as f:
+        head = f.read(160).decode()
+    assert head.startswith('{\n "README": "This is git-theta metadata, not the checkpoint')
+    assert "`git theta install`" in head
+
+
+def test_checkout_models_sets_up_the_clone_and_stages_nothing(colleague):
+    g, model = colleague
+    before = objects(g)
+    g.theta("checkout-models")
+    with open(os.path.join(g.cwd, SHARD), "rb") as f:
+        assert f.read() == model
+    assert g.status() == ""
+    assert objects(g) == before  # no raw checkpoint blob was written
+    assert g.out("config", "--local", "filter.theta.process").strip() == "git-theta-filter process"
