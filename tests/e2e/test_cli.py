@@ -3,6 +3,7 @@
 import os
 import subprocess
 
+import pytest
 import torch
 
 import git_theta
@@ -68,6 +69,22 @@ def test_theta_add_restages_and_checks_update_type(repo):
     assert side.returncode == 1 and "update type 'auto' takes no side data" in side.stderr.decode()
     missing = repo.theta("add", "nope.pt", check=False)
     assert missing.returncode == 1 and "nope.pt: no such file" in missing.stderr.decode()
+
+
+@pytest.mark.parametrize("flags", [(), ("--update-type", "sparse")])
+def test_theta_add_refuses_a_file_git_theta_does_not_track(repo, flags):
+    repo.theta("track", "model.pt")
+    os.makedirs(os.path.join(repo.cwd, "sub"))
+    save(small_model(), os.path.join(repo.cwd, "sub", "other.pt"))
+    for path in ("sub/other.pt", "sub"):
+        proc = repo.theta("add", path, *flags, check=False)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and len(err.splitlines()) == 1, err
+        assert f"{path}: not tracked by git-theta" in err and f"`git theta track {path}`" in err
+    assert repo.out("diff", "--cached", "--name-only").split() == [".gitattributes"]
+    save(small_model(), os.path.join(repo.cwd, "model.pt"))
+    repo.theta("add", ".", *flags)  # a folder holding a tracked checkpoint is fine
+    assert repo.out("show", ":model.pt").startswith("{")
 
 
 def test_save_to_git_and_load_from_git(repo, monkeypatch):

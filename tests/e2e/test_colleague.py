@@ -36,6 +36,13 @@ def objects(g: Git) -> set[str]:
     return set(out.split())
 
 
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
 def test_the_clone_holds_metadata_that_says_what_it_is(colleague):
     g, _ = colleague
     with open(os.path.join(g.cwd, SHARD), "rb") as f:
@@ -53,3 +60,31 @@ def test_checkout_models_sets_up_the_clone_and_stages_nothing(colleague):
     assert g.status() == ""
     assert objects(g) == before  # no raw checkpoint blob was written
     assert g.out("config", "--local", "filter.theta.process").strip() == "git-theta-filter process"
+
+
+@pytest.mark.parametrize("command", [("diff",), ("add", SHARD), ("add", SHARD, "--update-type", "sparse")])
+def test_commands_that_read_the_working_copy_refuse_with_the_fix(colleague, command):
+    g, _ = colleague
+    err = one_line_error(g.theta(*command, check=False))
+    assert SHARD in err and "not the checkpoint" in err and "`git theta install`" in err
+    assert g.status() == ""
+
+
+def test_read_only_commands_work_and_point_at_install(colleague):
+    g, _ = colleague
+    proc = g.theta("ls-files")
+    assert proc.stdout.decode().splitlines() == [SHARD]
+    assert SHARD in proc.stderr.decode() and "`git theta install`" in proc.stderr.decode()
+    proc = g.theta("fsck")
+    assert "`git theta install`" in proc.stderr.decode()
+
+
+def test_add_of_a_real_checkpoint_without_the_filter_is_refused(colleague):
+    g, model = colleague
+    with open(os.path.join(g.cwd, SHARD), "wb") as f:
+        f.write(model)
+    before = objects(g)
+    err = one_line_error(g.theta("add", SHARD, check=False))
+    assert "would store the checkpoint raw" in err and "`git theta install`" in err
+    assert g.out("diff", "--cached", "--name-only") == ""
+    assert objects(g) == before
