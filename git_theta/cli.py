@@ -67,10 +67,15 @@ def install(scope: str) -> None:
 @_user_errors
 def track(patterns: tuple[str, ...]) -> None:
     """Track checkpoint files (paths or globs) with git-theta."""
+    from git_theta.commands.track import stage_committed_raw
     from git_theta.commands.track import track as run
 
     for p in patterns:
         click.echo(f"Tracking {run(p)!r} with git-theta")
+        for path in stage_committed_raw(p):
+            click.echo(
+                f"{path} was committed raw: staged it through git-theta (git add --renormalize); commit to store it as metadata"
+            )
 
 
 @main.command()

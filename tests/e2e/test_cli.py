@@ -167,3 +167,27 @@ def test_merge_of_disjoint_changes(repo):
     proc = repo("merge", "--no-edit", "c", check=False)
     assert proc.returncode != 0
     assert "head.weight" in proc.stderr.decode() + proc.stdout.decode()
+
+
+def test_track_converts_a_file_committed_raw(repo):
+    os.makedirs(os.path.join(repo.cwd, "sub"))
+    path = os.path.join(repo.cwd, "sub", "model.safetensors")
+    save(small_model(), path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    repo("add", "-A")
+    repo("commit", "-qm", "raw")
+    out = repo.theta("track", "model.safetensors", cwd=os.path.join(repo.cwd, "sub")).stdout.decode()
+    assert (
+        "sub/model.safetensors was committed raw: staged it through git-theta (git add --renormalize)" in out
+    )
+    repo("commit", "-qm", "through git-theta")
+    assert repo.out("show", "HEAD:sub/model.safetensors").startswith(
+        '{\n "README": "This is git-theta metadata'
+    )
+    assert repo.status() == ""
+    os.remove(path)
+    repo("checkout", "--", "sub/model.safetensors")
+    with open(path, "rb") as f:
+        assert f.read() == raw
+    assert "committed raw" not in repo.theta("track", "sub/model.safetensors").stdout.decode()  # once only
