@@ -4,9 +4,11 @@ import os
 import subprocess
 
 import pytest
+from safetensors.torch import load as safetensors_load
 
+import git_theta
 from tests.conftest import Git
-from tests.helpers import commit_tracked_model, small_model
+from tests.helpers import assert_same_state, commit_tracked_model, small_model
 
 SHARD = "ckpt/model-00001-of-00002.safetensors"
 
@@ -88,3 +90,32 @@ def test_add_of_a_real_checkpoint_without_the_filter_is_refused(colleague):
     assert "would store the checkpoint raw" in err and "`git theta install`" in err
     assert g.out("diff", "--cached", "--name-only") == ""
     assert objects(g) == before
+
+
+@pytest.fixture
+def api_env(colleague, monkeypatch):
+    g, _ = colleague
+    monkeypatch.setenv("HOME", g.env["HOME"])
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    return colleague
+
+
+def test_the_python_api_reads_git_and_checks_out_real_checkpoints(api_env):
+    g, model = api_env
+    path = os.path.join(g.cwd, SHARD)
+    expected = safetensors_load(model)
+    assert_same_state(git_theta.load(SHARD, repo=g.cwd), expected, ordered=False)
+    loaded = git_theta.load_from_git("HEAD", path, "safetensors", checkout=True)
+    assert_same_state(loaded, expected, ordered=False)
+    with open(path, "rb") as f:
+        assert f.read() == model
+    assert g.status() == ""
+
+
+def test_the_python_api_materializes_real_checkpoints(api_env):
+    g, _ = api_env
+    changed = small_model(1)
+    git_theta.save(changed, SHARD, "fine-tune", repo=g.cwd, materialize=True)
+    with open(os.path.join(g.cwd, SHARD), "rb") as f:
+        assert_same_state(safetensors_load(f.read()), dict(changed), ordered=False)
+    assert g.status() == ""
