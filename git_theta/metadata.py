@@ -122,6 +122,15 @@ class Metadata:
     format: str
     layout: dict
     params: dict[str, ParamEntry]
+    source: bytes = field(default=b"", compare=False, repr=False)  # the bytes it was read from
+
+    def dumps_unchanged(self, previous: "list[Metadata]") -> bytes:
+        """dumps(), or the very bytes of an equal previous version (whichever git-theta wrote
+        it, with or without the notice), so re-adding the same tensors never changes the file."""
+        for old in previous:
+            if old.source and old == self and list(old.params) == list(self.params):
+                return old.source
+        return self.dumps()
 
     def dumps(self) -> bytes:
         doc = {
@@ -135,8 +144,9 @@ class Metadata:
     @classmethod
     def loads(cls, data: bytes | bytearray | memoryview, path: str = "") -> "Metadata":
         """Parse and check a metadata file; ThetaError (one line) when it is malformed."""
+        raw = bytes(data)
         try:
-            doc = json.loads(bytes(data))
+            doc = json.loads(raw)
             ck, params = doc["checkpoint"], doc["parameters"]
             version = doc["git_theta"]["metadata_version"]
             order, fmt, layout = ck["order"], ck["format"], ck["layout"]
@@ -161,7 +171,7 @@ class Metadata:
             entries = {name: ParamEntry.from_json(params[name], name) for name in order}
         except ThetaError as exc:
             raise ThetaError(str(exc), path) from None
-        return cls(fmt, layout, entries)
+        return cls(fmt, layout, entries, raw)
 
 
 def is_metadata(data) -> bool:

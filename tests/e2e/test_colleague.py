@@ -1,5 +1,6 @@
 """What a colleague meets: a clone made in a fresh HOME without `git theta install`."""
 
+import json
 import os
 import subprocess
 
@@ -119,3 +120,17 @@ def test_the_python_api_materializes_real_checkpoints(api_env):
     with open(os.path.join(g.cwd, SHARD), "rb") as f:
         assert_same_state(safetensors_load(f.read()), dict(changed), ordered=False)
     assert g.status() == ""
+
+
+def test_re_adding_the_same_tensors_keeps_metadata_written_without_the_notice(repo):
+    path = commit_tracked_model(repo, small_model(), "model.safetensors")
+    doc = json.loads(repo.out("show", "HEAD:model.safetensors"))
+    del doc["README"]
+    old = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+    blob = repo("hash-object", "-w", "--stdin", input=old).stdout.decode().strip()
+    repo("update-index", "--cacheinfo", f"100644,{blob},model.safetensors")
+    repo("commit", "-qm", "metadata as an earlier git-theta wrote it")
+    os.utime(path, (1, 1))  # git must run the clean filter again
+    repo("add", "model.safetensors")
+    assert repo.status() == ""
+    assert repo("cat-file", "blob", ":model.safetensors").stdout == old
