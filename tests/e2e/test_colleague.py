@@ -54,15 +54,20 @@ def test_the_clone_holds_metadata_that_says_what_it_is(colleague):
     assert "`git theta install`" in head
 
 
-def test_checkout_models_sets_up_the_clone_and_stages_nothing(colleague):
+@pytest.mark.parametrize(
+    "install_first", [False, True], ids=["checkout-models", "install-then-checkout-models"]
+)
+def test_checkout_models_sets_up_the_clone_and_stages_nothing(colleague, install_first):
     g, model = colleague
     before = objects(g)
+    if install_first:  # the notice's fix, as typed
+        g.theta("install")
     g.theta("checkout-models")
     with open(os.path.join(g.cwd, SHARD), "rb") as f:
         assert f.read() == model
     assert g.status() == ""
     assert objects(g) == before  # no raw checkpoint blob was written
-    assert g.out("config", "--local", "filter.theta.process").strip() == "git-theta-filter process"
+    assert g.out("config", "filter.theta.process").strip() == "git-theta-filter process"
 
 
 @pytest.mark.parametrize("command", [("diff",), ("add", SHARD), ("add", SHARD, "--update-type", "sparse")])
