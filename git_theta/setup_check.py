@@ -68,6 +68,8 @@ def warning(paths: list[str] | None = None, cwd: str | None = None) -> str | Non
     from git_theta.commands.ls_files import ls_files
 
     top = repo.root(cwd)
+    if is_installed(top):
+        return None
     left = left_as_metadata(top, ls_files(top) if paths is None else paths)
     return f"warning: {not_set_up(left)}" if left else None
 
@@ -79,6 +81,7 @@ def set_up(top: str) -> bool:
         return False
     install("repository", cwd=top)
     log.warning(
-        "git-theta was not set up in this repository: set it up (`git theta install` does it for all)"
+        "git-theta was not set up in this repository: registered its filter here "
+        "(`git theta install` does it for every repository)"
     )
     return True
