@@ -29,6 +29,15 @@ def _user_errors(fn):
     return wrapper
 
 
+def _note_if_not_set_up(paths: list[str] | None = None) -> None:
+    """One line on stderr when tracked files are metadata because the filter is not set up here."""
+    from git_theta.setup_check import warning
+
+    note = warning(paths)
+    if note:
+        click.echo(f"git-theta: {note}", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="git-theta", prog_name="git-theta")
 def main() -> None:
@@ -65,10 +74,15 @@ def install(scope: str) -> None:
 @_user_errors
 def track(patterns: tuple[str, ...]) -> None:
     """Track checkpoint files (paths or globs) with git-theta."""
+    from git_theta.commands.track import stage_committed_raw
     from git_theta.commands.track import track as run
 
     for p in patterns:
         click.echo(f"Tracking {run(p)!r} with git-theta")
+        for path in stage_committed_raw(p):
+            click.echo(
+                f"{path} was committed raw: staged it through git-theta (git add --renormalize); commit to store it as metadata"
+            )
 
 
 @main.command()
@@ -99,8 +113,10 @@ def ls_files() -> None:
     """List the checkpoints in the index that git-theta tracks."""
     from git_theta.commands.ls_files import ls_files as run
 
-    for path in run():
+    paths = run()
+    for path in paths:
         click.echo(path)
+    _note_if_not_set_up(paths)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -140,6 +156,7 @@ def fetch(args: tuple[str, ...], paths: tuple[str, ...]) -> None:
 
     count, size = run(list(args), list(paths) or None)
     click.echo(f"fetched {count} object(s), {fmt_bytes(size)}")
+    _note_if_not_set_up()
 
 
 @main.command("checkout-models")
@@ -193,6 +210,7 @@ def fsck(revs: tuple[str, ...], no_fetch: bool) -> None:
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     click.echo(f"checked {checked} object(s): {len(problems) or 'no'} problem(s)")
+    _note_if_not_set_up()
     if problems:
         sys.exit(1)
 
@@ -226,7 +244,8 @@ def diff(args, cached, as_json, as_stat, threshold, plot_path, color) -> None:
     from git_theta.diffs import render
 
     revs, paths = split_args(list(args))
-    diffs = run(revs, paths, cached)
+    diffs = run(revs, paths, cached)  # refuses a working tree left as metadata
+    _note_if_not_set_up()
     color = render.use_color() if color is None else color
     if as_json:
         click.echo(json.dumps({"files": [render.to_json(d, threshold) for d in diffs]}, indent=2))

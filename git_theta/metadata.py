@@ -1,7 +1,8 @@
 """The small file git stores instead of a checkpoint: per-parameter tensor and LFS facts, as JSON.
 
 Keys are sorted and the layout is stable, so the same tensors always give the same bytes (git
-sees no change after a re-save), and the file stays readable in `git show`.
+sees no change after a re-save), and the file stays readable in `git show`. Its first key is a
+notice saying what the file is and how to get the checkpoint, for a clone made without git-theta.
 """
 
 import json
@@ -13,8 +14,15 @@ from git_theta.jsontext import dumps_indent1
 from git_theta.tensor import numel
 
 VERSION = 1
+# First in the file (keys are sorted, "README" < "checkpoint"): what a clone without the filter
+# shows where the checkpoint should be, and the fix, as a Git LFS pointer says what it is
+NOTICE_KEY = "README"
+NOTICE = (
+    "This is git-theta metadata, not the checkpoint; to get the checkpoint run "
+    "`git theta install`, then `git theta checkout-models`"
+)
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
-_MAX_METADATA = 512 << 20
+MAX_METADATA = 512 << 20  # bytes: a larger file is never metadata
 _MAX_NAME = 1024  # characters in a parameter name
 _MAX_NDIM = 32
 _MAX_TENSOR_BYTES = 1 << 44  # 16 TiB: past any real tensor; refused before anything is allocated
@@ -114,9 +122,19 @@ class Metadata:
     format: str
     layout: dict
     params: dict[str, ParamEntry]
+    source: bytes = field(default=b"", compare=False, repr=False)  # the bytes it was read from
+
+    def dumps_unchanged(self, previous: "list[Metadata]") -> bytes:
+        """dumps(), or the very bytes of an equal previous version (whichever git-theta wrote
+        it, with or without the notice), so re-adding the same tensors never changes the file."""
+        for old in previous:
+            if old.source and old == self and list(old.params) == list(self.params):
+                return old.source
+        return self.dumps()
 
     def dumps(self) -> bytes:
         doc = {
+            NOTICE_KEY: NOTICE,
             "git_theta": {"metadata_version": VERSION},
             "checkpoint": {"format": self.format, "layout": self.layout, "order": list(self.params)},
             "parameters": {name: e.to_json() for name, e in self.params.items()},
@@ -126,8 +144,9 @@ class Metadata:
     @classmethod
     def loads(cls, data: bytes | bytearray | memoryview, path: str = "") -> "Metadata":
         """Parse and check a metadata file; ThetaError (one line) when it is malformed."""
+        raw = bytes(data)
         try:
-            doc = json.loads(bytes(data))
+            doc = json.loads(raw)
             ck, params = doc["checkpoint"], doc["parameters"]
             version = doc["git_theta"]["metadata_version"]
             order, fmt, layout = ck["order"], ck["format"], ck["layout"]
@@ -135,6 +154,8 @@ class Metadata:
                 raise TypeError("order is not a list or parameters not a map")
             if not isinstance(fmt, str) or not isinstance(layout, dict):
                 raise TypeError("format is not a string or layout not a map")
+            if not isinstance(doc.get(NOTICE_KEY, ""), str):  # older metadata has none
+                raise TypeError(f"{NOTICE_KEY} is not a string")
         except RecursionError:
             raise ThetaError("git-theta metadata is nested too deeply to be real", path) from None
         except (ValueError, KeyError, TypeError) as exc:
@@ -150,12 +171,12 @@ class Metadata:
             entries = {name: ParamEntry.from_json(params[name], name) for name in order}
         except ThetaError as exc:
             raise ThetaError(str(exc), path) from None
-        return cls(fmt, layout, entries)
+        return cls(fmt, layout, entries, raw)
 
 
 def is_metadata(data) -> bool:
     """True when `data` is a git-theta metadata file (cheap check first, then a parse)."""
-    if len(data) == 0 or len(data) > _MAX_METADATA or bytes(data[:1]) != b"{":
+    if len(data) == 0 or len(data) > MAX_METADATA or bytes(data[:1]) != b"{":
         return False
     try:
         doc = json.loads(bytes(data))

@@ -48,3 +48,27 @@ def test_is_metadata_rejects_other_content():
     assert not is_metadata(b"PK\x03\x04")
     assert not is_metadata(b'{"a": 1}')
     assert not is_metadata(b"{not json")
+
+
+def test_first_bytes_say_what_it_is_and_the_fix():
+    data = Metadata("safetensors", {}, {"w": entry()}).dumps()
+    head = data[:200].decode()
+    assert head.startswith('{\n "README": "This is git-theta metadata, not the checkpoint')
+    assert "`git theta install`" in head and "`git theta checkout-models`" in head
+    assert list(json.loads(data)) == ["README", "checkpoint", "git_theta", "parameters"]
+    assert list(Metadata.loads(data).params) == ["w"]  # the notice is not a parameter
+
+
+def test_metadata_without_the_notice_still_parses():
+    doc = json.loads(Metadata("pytorch", {}, {"w": entry()}).dumps())
+    del doc["README"]
+    old = json.dumps(doc, indent=1, sort_keys=True).encode()
+    assert is_metadata(old)
+    assert Metadata.loads(old).params == {"w": entry()}
+
+
+def test_a_notice_that_is_not_text_is_refused():
+    doc = json.loads(Metadata("pytorch", {}, {"w": entry()}).dumps())
+    doc["README"] = {"w": 1}
+    with pytest.raises(ThetaError, match="README is not a string"):
+        Metadata.loads(json.dumps(doc).encode(), "model.pt")

@@ -3,6 +3,7 @@
 import io
 import os
 
+from git_theta.commands.fetch import checkout_models
 from git_theta.errors import ThetaError
 from git_theta.git import attributes, repo
 
@@ -80,6 +81,7 @@ def save_to_git(
     repo.run(["update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}"], cwd=top)
     if checkout:
         repo.run(["checkout", "--", rel], cwd=top)
+        checkout_models([rel], cwd=top)  # a clone made without the filter got the metadata
     repo.run(["commit", "-m", commit_msg], cwd=top)
     if tag:
         repo.run(["tag", tag], cwd=top)
@@ -101,4 +103,5 @@ def load_from_git(sha_or_tag: str, path: str, checkpoint_type: str = "pytorch", 
     smudge(meta, rel, buf, cwd=top)
     if checkout:
         repo.run(["checkout", sha_or_tag, "--", rel], cwd=top)
+        checkout_models([rel], cwd=top)  # a clone made without the filter got the metadata
     return _deserialize(buf.getvalue(), checkpoint_type)

@@ -18,6 +18,7 @@ import numpy as np
 from git_theta import config, memory, parallel, plugins
 from git_theta.api.frameworks import device_copy, flatten, on_accelerator, to_raw
 from git_theta.api.layouts import format_for_path, layout_for
+from git_theta.commands.fetch import checkout_models
 from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
 from git_theta.filter.previous import by_content
@@ -197,6 +198,7 @@ def commit_state(top: str, rel: str, meta: Metadata, message: str, ref: str, mat
             if materialize:
                 repo.run(["update-index", "--no-skip-worktree", rel], cwd=top)
                 repo.run(["checkout", "--", rel], cwd=top)
+                checkout_models([rel], cwd=top)  # a clone made without the filter got the metadata
             elif not os.path.exists(os.path.join(top, rel)):
                 # never written here: like a sparse checkout, git must not report it as deleted
                 repo.run(["update-index", "--skip-worktree", rel], cwd=top)

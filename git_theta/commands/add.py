@@ -10,8 +10,10 @@ import subprocess
 
 from git_theta import config, plugins
 from git_theta.errors import ThetaError
+from git_theta.git import attributes, repo
 from git_theta.git.commit import index_turn
 from git_theta.logs import get_logger
+from git_theta.setup_check import require_filter
 
 log = get_logger(__name__)
 _NO_WRITE_FLAGS = {"-n", "--dry-run", "-N", "--intent-to-add", "-p", "--patch", "-i", "--interactive"}
@@ -42,6 +44,7 @@ def add(paths: list[str], update_type: str | None, update_data: str | None, git_
     for path in paths:
         if not os.path.exists(path):
             raise ThetaError(f"{path}: no such file")
+    require_filter(repo.root(), _tracked(paths))
     with index_turn():
         for path in paths:
             os.utime(path)  # a new mtime makes git run the clean filter again
@@ -49,6 +52,38 @@ def add(paths: list[str], update_type: str | None, update_data: str | None, git_
         if code != 0 or _NO_WRITE_FLAGS.intersection(git_args):
             return code
         return _rewrite_if_needed(paths, update, update_data)
+
+
+def _tracked(paths: list[str]) -> list[str]:
+    """The files (relative to the repository root) git-theta tracks among `paths` (files or
+    folders); ThetaError naming the `git theta track` fix for a path that covers none, which
+    `git add` would stage raw."""
+    top = repo.root()
+    out = []
+    for path in paths:
+        if os.path.isdir(path):
+            listed = [
+                "ls-files",
+                "-z",
+                "--full-name",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+                "--",
+                path,
+            ]
+            names = [n.decode() for n in repo.run(listed).split(b"\0") if n]
+        else:
+            names = [os.path.relpath(os.path.abspath(path), top).replace(os.sep, "/")]
+        tracked = attributes.tracked_paths(names, top)
+        if not tracked:
+            raise ThetaError(
+                f"not tracked by git-theta, so `git theta add` would stage it raw; "
+                f"run `git theta track {path}` first (or `git add {path}` to store it raw)",
+                path,
+            )
+        out += tracked
+    return out
 
 
 def _rewrite_if_needed(paths: list[str], update, update_data: str | None) -> int:

@@ -12,6 +12,7 @@ from git_theta.diffs.compute import ModelDiff, compare
 from git_theta.diffs.sides import PLAIN_BLOB, WORKING_TREE, ModelSide, side_from_bytes
 from git_theta.errors import ThetaError
 from git_theta.git import repo
+from git_theta.setup_check import require_set_up
 from git_theta.storage.lfs_store import LfsStore
 
 WORKTREE = None  # a side that is the working-tree file
@@ -82,6 +83,8 @@ def diff(
         if unknown:
             raise ThetaError(f"not a tracked checkpoint on either side: {', '.join(sorted(unknown))}")
         wanted = [p for p in wanted if p in rel]
+    if new_rev is WORKTREE:
+        require_set_up(top, wanted)  # else the working "model" is its metadata, equal to the index
     dirty = _dirty(top) if WORKTREE in (old_rev, new_rev) else set()
     before = Baseline(old_rev, new_rev, top)
     out = []

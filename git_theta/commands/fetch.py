@@ -53,18 +53,17 @@ def checkout_models(
     with `pending`, the paths a low-memory checkout noted."""
     from git_theta.filter import deferred
     from git_theta.filter.smudge import prepare
+    from git_theta.setup_check import set_up, worktree_metadata
 
     top = repo.root(cwd)
+    set_up(top)  # a clone made without the filter: else git sees the written files as raw changes
     todo = deferred.take(top) if pending else paths or ls_files(top)
     done = []
     try:
         for path in todo:
             full = os.path.join(top, path)
-            if not os.path.isfile(full) or os.path.getsize(full) > (512 << 20):
-                continue
-            with open(full, "rb") as f:
-                data = f.read()
-            if not is_metadata(data):
+            data = worktree_metadata(full)
+            if data is None:
                 continue
             write = prepare(data, path, top)  # fetches what is missing before anything is written
             write_atomically(full, write)
@@ -76,9 +75,24 @@ def checkout_models(
                     deferred.record(path, top)
         raise
     finally:
-        if done:  # the index records the written files' stat (their content is unchanged to git)
-            repo.run(["update-index", "-q", "--refresh", "--", *done], cwd=top, check=False)
+        if done:
+            record_stat(top, done)
     return done
+
+
+def record_stat(top: str, paths: list[str]) -> None:
+    """Have the index record the written files' stat without staging anything: each entry gets
+    its own blob again, with no stat (so git compares content, through the filter, not sizes),
+    then a refresh. `update-index -- PATH` would stage whatever the filter makes of the file."""
+    wanted = set(paths)
+    entries = []
+    for rec in repo.run(["ls-files", "-s", "-z"], cwd=top).split(b"\0"):
+        info, _, path = rec.partition(b"\t")
+        if path.decode() in wanted and info.endswith(b" 0"):  # stage 0: not a conflict
+            entries.append(info + b"\t" + path + b"\0")
+    if entries:
+        repo.run(["update-index", "-z", "--index-info"], cwd=top, input=b"".join(entries))
+    repo.run(["update-index", "-q", "--refresh"], cwd=top, check=False)
 
 
 def write_atomically(full: str, write) -> None:

@@ -117,7 +117,7 @@ def clean(
         progress.close()
     ordered = {name: entries[name] for name in names}
     log.info("clean %s: %d parameters, %d stored", path, len(names), len(todo))
-    return Metadata(fmt.name, checkpoint.layout, ordered).dumps()
+    return Metadata(fmt.name, checkpoint.layout, ordered).dumps_unchanged(previous)
 
 
 def _apply_tolerance(todo, entries, head, tensors, store, atol: float, rtol: float) -> None:

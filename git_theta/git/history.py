@@ -34,15 +34,20 @@ def small_blobs(rev_list_args: list[str], cwd: str) -> list[str]:
     """Blobs small enough to be metadata among `git rev-list --objects ARGS`."""
     out = repo.run(["rev-list", "--objects", *rev_list_args], cwd=cwd)
     shas = [line.split(" ", 1)[0] for line in out.decode().splitlines() if " " in line]
+    return [sha for sha, size in blob_sizes(shas, cwd).items() if size < _MAX_METADATA_BLOB]
+
+
+def blob_sizes(shas: list[str], cwd: str) -> dict[str, int]:
+    """sha -> size of those of `shas` that are blobs, through one `git cat-file --batch-check`."""
     if not shas:
-        return []
+        return {}
     check = repo.run(["cat-file", "--batch-check"], cwd=cwd, input="\n".join(shas).encode() + b"\n")
-    blobs = []
+    sizes = {}
     for line in check.decode().splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[1] == "blob" and int(parts[2]) < _MAX_METADATA_BLOB:
-            blobs.append(parts[0])
-    return blobs
+        if len(parts) == 3 and parts[1] == "blob":
+            sizes[parts[0]] = int(parts[2])
+    return sizes
 
 
 def metadata_in(blobs: list[str], cwd: str) -> Iterator[tuple[str, Metadata]]:

@@ -3,6 +3,7 @@
 import os
 import subprocess
 
+import pytest
 import torch
 
 import git_theta
@@ -70,6 +71,22 @@ def test_theta_add_restages_and_checks_update_type(repo):
     assert side.returncode == 1 and "update type 'auto' takes no side data" in side.stderr.decode()
     missing = repo.theta("add", "nope.pt", check=False)
     assert missing.returncode == 1 and "nope.pt: no such file" in missing.stderr.decode()
+
+
+@pytest.mark.parametrize("flags", [(), ("--update-type", "sparse")])
+def test_theta_add_refuses_a_file_git_theta_does_not_track(repo, flags):
+    repo.theta("track", "model.pt")
+    os.makedirs(os.path.join(repo.cwd, "sub"))
+    save(small_model(), os.path.join(repo.cwd, "sub", "other.pt"))
+    for path in ("sub/other.pt", "sub"):
+        proc = repo.theta("add", path, *flags, check=False)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and len(err.splitlines()) == 1, err
+        assert f"{path}: not tracked by git-theta" in err and f"`git theta track {path}`" in err
+    assert repo.out("diff", "--cached", "--name-only").split() == [".gitattributes"]
+    save(small_model(), os.path.join(repo.cwd, "model.pt"))
+    repo.theta("add", ".", *flags)  # a folder holding a tracked checkpoint is fine
+    assert repo.out("show", ":model.pt").startswith("{")
 
 
 def test_save_to_git_and_load_from_git(repo, monkeypatch):
@@ -152,3 +169,27 @@ def test_merge_of_disjoint_changes(repo):
     proc = repo("merge", "--no-edit", "c", check=False)
     assert proc.returncode != 0
     assert "head.weight" in proc.stderr.decode() + proc.stdout.decode()
+
+
+def test_track_converts_a_file_committed_raw(repo):
+    os.makedirs(os.path.join(repo.cwd, "sub"))
+    path = os.path.join(repo.cwd, "sub", "model.safetensors")
+    save(small_model(), path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    repo("add", "-A")
+    repo("commit", "-qm", "raw")
+    out = repo.theta("track", "model.safetensors", cwd=os.path.join(repo.cwd, "sub")).stdout.decode()
+    assert (
+        "sub/model.safetensors was committed raw: staged it through git-theta (git add --renormalize)" in out
+    )
+    repo("commit", "-qm", "through git-theta")
+    assert repo.out("show", "HEAD:sub/model.safetensors").startswith(
+        '{\n "README": "This is git-theta metadata'
+    )
+    assert repo.status() == ""
+    os.remove(path)
+    repo("checkout", "--", "sub/model.safetensors")
+    with open(path, "rb") as f:
+        assert f.read() == raw
+    assert "committed raw" not in repo.theta("track", "sub/model.safetensors").stdout.decode()  # once only
