@@ -52,6 +52,11 @@ class LowRankUpdate(DeltaUpdate):
     side_parts = ("R", "C")
     exact = False
 
+    @classmethod
+    def format_update(cls, param1: np.ndarray, param2: np.ndarray, *args, **kwargs) -> dict[str, np.ndarray]:
+        """The side-file parts (the original's helper): the two factors as R and C."""
+        return {"R": param1, "C": param2}
+
     def parts(self, new: RawTensor, old: RawTensor) -> dict[str, RawTensor] | None:
         if len(new.shape) < 2 or tuple(new.shape) != tuple(old.shape) or new.dtype != old.dtype:
             return None  # a bias or a reshaped parameter: the caller falls back to an exact encoding
