@@ -23,4 +23,8 @@ def __getattr__(name: str):
         from git_theta import api
 
         return getattr(api, name)
+    if name == "updates":  # the original's `git_theta.updates.get_update_handler`, after `import git_theta`
+        import importlib
+
+        return importlib.import_module("git_theta.updates")
     raise AttributeError(f"module 'git_theta' has no attribute {name!r}")

@@ -72,8 +72,12 @@ def merge_files(ancestor: str, ours: str, theirs: str, path: str) -> int:
         return 1
     p = plan(base, a, b)
     if p.structure_conflict:
+        pieces = ", ".join(p.structure_pieces[:5])
         raise ThetaError(
-            "the checkpoint's structure changed differently on both sides; resolve by hand", path
+            f"the checkpoint's structure changed differently on both sides ({pieces}: which tensors "
+            f"exist or their shapes); keep one side with `git checkout --ours/--theirs -- {path}` or save "
+            f"the merged model yourself and `git add {path}`",
+            path,
         )
     store = LfsStore.for_cwd()
     choices, unresolved = {}, []

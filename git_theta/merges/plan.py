@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from git_theta import plugins
 from git_theta.errors import ThetaError
 from git_theta.merges.base import BOTH_ADDED, BOTH_MODIFIED, DELETED_OURS, DELETED_THEIRS, MergeStrategy
+from git_theta.merges.layout import merge_layouts
 from git_theta.metadata import Metadata, ParamEntry
 
 
@@ -39,6 +40,7 @@ class Plan:
     merged: dict[str, ParamEntry] = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
     structure_conflict: bool = False
+    structure_pieces: list[str] = field(default_factory=list)  # layout paths both sides changed
 
 
 def _same(a: ParamEntry | None, b: ParamEntry | None) -> bool:
@@ -47,17 +49,32 @@ def _same(a: ParamEntry | None, b: ParamEntry | None) -> bool:
     return a.same_tensor(b)
 
 
+def _plan_structure(base: Metadata | None, ours: Metadata, theirs: Metadata, order: list[str]) -> "Plan":
+    """The merged format and layout: a one-sided change of format wins whole; within one format
+    the layouts merge piece by piece (merges.layout)."""
+    base_format = base.format if base else None
+    if ours.format != theirs.format:
+        if theirs.format == base_format:
+            return Plan(ours.format, ours.layout, order)
+        if ours.format == base_format:
+            return Plan(theirs.format, theirs.layout, order)
+        return Plan(ours.format, ours.layout, order, structure_conflict=True, structure_pieces=["format"])
+    names = set(order) | set(base.params if base else ())
+    same_format_base = base.layout if base and base.format == ours.format else None
+    merged = merge_layouts(same_format_base, ours.layout, theirs.layout, names)
+    return Plan(
+        ours.format,
+        merged.layout,
+        order,
+        structure_conflict=bool(merged.conflicts),
+        structure_pieces=merged.conflicts,
+    )
+
+
 def plan(base: Metadata | None, ours: Metadata, theirs: Metadata) -> Plan:
     base_params = base.params if base else {}
     order = list(ours.params) + [n for n in theirs.params if n not in ours.params]
-    base_layout = base.layout if base else None
-    if theirs.layout == ours.layout or theirs.layout == base_layout:
-        fmt, layout, clash = ours.format, ours.layout, False
-    elif ours.layout == base_layout:
-        fmt, layout, clash = theirs.format, theirs.layout, False
-    else:
-        fmt, layout, clash = ours.format, ours.layout, True
-    result = Plan(fmt, layout, order, structure_conflict=clash)
+    result = _plan_structure(base, ours, theirs, order)
     for name in order:
         o, a, b = base_params.get(name), ours.params.get(name), theirs.params.get(name)
         if _same(a, b):

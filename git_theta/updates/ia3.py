@@ -26,6 +26,11 @@ class IA3Update(DeltaUpdate):
     side_parts = ("ia3",)
     exact = False
 
+    @classmethod
+    def format_update(cls, param: np.ndarray, *args, **kwargs) -> dict[str, np.ndarray]:
+        """The side-file parts (the original's helper): the scale as ia3."""
+        return {"ia3": param}
+
     def parts(self, new: RawTensor, old: RawTensor) -> dict[str, RawTensor] | None:
         if len(new.shape) < 2 or tuple(new.shape) != tuple(old.shape) or new.dtype != old.dtype:
             return None  # a vector is its own best scale: the caller stores it exactly

@@ -1,7 +1,14 @@
 """Low-rank updates (LoRA): new = previous + R @ C, computed in the parameter's dtype.
 
-Side-loaded: `<param>/R` of shape (d0, r) and `<param>/C` of shape (r, d1*...*dn), as the
-original git-theta and LoRA training scripts produce. Without side data the change is
+Side-loaded, for a parameter of shape (d0, ..., dn), in either of two layouts:
+
+- the original git-theta's: `<param>/R` of shape (d0, ..., d(n-1), k) and `<param>/C` of shape
+  (k, dn), applied with numpy's batched matmul (what its users' side files hold, for example
+  R (16, 3, 3, 2) @ C (2, 3) for a (16, 3, 3, 3) conv kernel);
+- flattened: `R` (d0, k) and `C` (k, d1*...*dn), the parameter seen as a (d0, d1*...*dn) matrix
+  (what LoRA training scripts produce, and what a computed update stores).
+
+For a matrix both are R (d0, k), C (k, d1). Without side data the change is
 approximated by a truncated SVD (rank GIT_THETA_LOW_RANK_K, or the numerical rank of the change)
 and the working file is rewritten to the stored value; the loss is logged.
 """
@@ -45,6 +52,11 @@ class LowRankUpdate(DeltaUpdate):
     side_parts = ("R", "C")
     exact = False
 
+    @classmethod
+    def format_update(cls, param1: np.ndarray, param2: np.ndarray, *args, **kwargs) -> dict[str, np.ndarray]:
+        """The side-file parts (the original's helper): the two factors as R and C."""
+        return {"R": param1, "C": param2}
+
     def parts(self, new: RawTensor, old: RawTensor) -> dict[str, RawTensor] | None:
         if len(new.shape) < 2 or tuple(new.shape) != tuple(old.shape) or new.dtype != old.dtype:
             return None  # a bias or a reshaped parameter: the caller falls back to an exact encoding
@@ -69,15 +81,30 @@ class LowRankUpdate(DeltaUpdate):
     def check_side(self, parts: dict[str, RawTensor], dtype: str, shape: tuple[int, ...]) -> str | None:
         if len(shape) < 2:
             return f"low-rank needs a parameter of 2 or more dimensions, it has shape {list(shape)}"
+        r, c = tuple(parts["R"].shape), tuple(parts["C"].shape)
+        if _batched(r, c, shape) or _flattened(r, c, shape):
+            return None
         m, n = _matrix_shape(shape)
-        r, c = parts["R"].shape, parts["C"].shape
-        if len(r) != 2 or len(c) != 2 or r[0] != m or c[1] != n or r[1] != c[0]:
-            return f"R {list(r)} @ C {list(c)} does not give a ({m}, {n}) change"
-        return None
+        batched = f"R {[*shape[:-1], 'k']} @ C {['k', shape[-1]]}"
+        return f"R {list(r)} @ C {list(c)} does not give {list(shape)} (expected {batched} or R [{m}, k] @ C [k, {n}])"
 
     def apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry, name: str) -> RawTensor:
         prev = old.numpy()
         r, c = parts["R"].numpy(), parts["C"].numpy()
-        m, n = _matrix_shape(entry.shape)
+        shape = tuple(entry.shape)
+        if r.ndim > 2 and _batched(r.shape, c.shape, shape):
+            return RawTensor.from_numpy(r @ c + prev, old.dtype)  # the original's expression, bit for bit
+        m, n = _matrix_shape(shape)
         new = prev.reshape(m, n) + r @ c
-        return RawTensor.from_numpy(new.reshape(entry.shape), old.dtype)
+        return RawTensor.from_numpy(new.reshape(shape), old.dtype)
+
+
+def _batched(r: tuple[int, ...], c: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """The original's layout: R (d0, ..., d(n-1), k) @ C (k, dn) by numpy's batched matmul."""
+    return len(r) == len(shape) and len(c) == 2 and r[:-1] == shape[:-1] and c == (r[-1], shape[-1])
+
+
+def _flattened(r: tuple[int, ...], c: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """R (d0, k) @ C (k, d1*...*dn), the parameter as a (d0, rest) matrix."""
+    m, n = _matrix_shape(shape)
+    return len(r) == 2 and len(c) == 2 and r[0] == m and c[1] == n and r[1] == c[0]

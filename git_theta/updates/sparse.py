@@ -69,6 +69,19 @@ class SparseUpdate(DeltaUpdate):
     takes_side_data = True
     side_parts = SIDE_PARTS
 
+    @classmethod
+    def format_update(cls, param: np.ndarray, *args, **kwargs) -> dict[str, np.ndarray]:
+        """The side-file parts of a change (the original's helper): the change flattened to a
+        (1, N) CSR matrix, as scipy.sparse.csr_matrix builds it, plus the parameter's shape."""
+        flat = np.asarray(param).reshape(-1)
+        indices = np.flatnonzero(flat).astype(np.int32)
+        return {
+            "data": flat[indices],
+            "indices": indices,
+            "indptr": np.array([0, len(indices)], dtype=np.int32),
+            "shape": np.array(np.shape(param)),
+        }
+
     def parts(self, new: RawTensor, old: RawTensor) -> dict[str, RawTensor] | None:
         if tuple(new.shape) != tuple(old.shape):
             return None

@@ -190,3 +190,72 @@ def test_interactive_apply_to_all_remaining(repo):
     merged = load(path)
     for k in base:
         assert torch.equal(merged[k], ((ours[k].double() + theirs[k].double()) / 2).float()), k
+
+
+def save_as(sd, path: str, saved_name: str) -> None:
+    """torch.save under `saved_name` (the zip's top folder is named after it), then moved to `path`."""
+    tmp = os.path.join(os.path.dirname(path), saved_name)
+    torch.save(sd, tmp)
+    os.replace(tmp, path)
+
+
+@pytest.fixture
+def renamed_branches(repo):
+    """main saves as step500.pt, `other` as ckpt-b.pt, both copied over model.pt; tensors one-sided."""
+    repo.theta("track", "model.pt")
+    path = os.path.join(repo.cwd, "model.pt")
+    base = small_model(0)
+    torch.save(base, path)
+    repo("add", "-A")
+    repo("commit", "-qm", "base")
+    repo("switch", "-q", "-c", "other")
+    theirs = type(base)(base)
+    theirs["embed.weight"] = base["embed.weight"] * 2
+    save_as(theirs, path, "ckpt-b.pt")
+    repo("commit", "-qam", "theirs")
+    repo("switch", "-q", "main")
+    ours = type(base)(base)
+    ours["head.weight"] = base["head.weight"] + 5
+    save_as(ours, path, "step500.pt")
+    repo("commit", "-qam", "ours")
+    expected = type(base)(ours)
+    expected["embed.weight"] = theirs["embed.weight"]
+    return repo, path, expected
+
+
+def test_merge_when_only_the_files_wrapper_differs(renamed_branches):
+    repo, path, expected = renamed_branches
+    repo("merge", "-q", "--no-edit", "other")
+    merged = load(path)
+    assert list(merged) == list(expected) and all(torch.equal(merged[k], expected[k]) for k in expected)
+    assert repo.status() == ""
+    with open(path, "rb") as f:
+        assert b"step500/data.pkl" in f.read()  # both renamed the archive differently: ours
+
+
+def test_cherry_pick_when_only_the_files_wrapper_differs(renamed_branches):
+    repo, path, expected = renamed_branches
+    repo("cherry-pick", "other")
+    merged = load(path)
+    assert all(torch.equal(merged[k], expected[k]) for k in expected)
+    assert repo.status() == ""
+
+
+def test_structure_both_sides_changed_differently_still_stops(repo):
+    repo.theta("track", "model.pt")
+    path = os.path.join(repo.cwd, "model.pt")
+    base = small_model(0)
+    torch.save(base, path)
+    repo("add", "-A")
+    repo("commit", "-qm", "base")
+    repo("switch", "-q", "-c", "other")
+    torch.save({"model": base}, path)
+    repo("commit", "-qam", "theirs")
+    repo("switch", "-q", "main")
+    torch.save({"state_dict": base}, path)
+    repo("commit", "-qam", "ours")
+    proc = repo("merge", "--no-edit", "other", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and "structure changed differently on both sides (/tree" in err
+    assert "Traceback" not in err
+    repo("merge", "--abort")

@@ -169,6 +169,31 @@ def test_side_file_keeps_other_working_changes(repo):
     assert_same_state(load(os.path.join(repo.cwd, "model.pt")), expected)
 
 
+def test_original_low_rank_layout_for_a_conv_kernel(repo):
+    """The original's side file for a (16, 3, 3, 3) kernel: R (16, 3, 3, 2) @ C (2, 3), batched matmul."""
+    repo.theta("track", "model.pt")
+    g = torch.Generator().manual_seed(3)
+    sd = {"conv.weight": torch.randn(16, 3, 3, 3, generator=g), "fc.weight": torch.randn(6, 4, generator=g)}
+    first = commit(repo, sd, "init")
+    rng = np.random.default_rng(5)
+    r = rng.uniform(size=(16, 3, 3, 2)).astype(np.float32)
+    c = rng.uniform(size=(2, 3)).astype(np.float32)
+    torch.save(
+        {"conv.weight/R": torch.from_numpy(r), "conv.weight/C": torch.from_numpy(c)},
+        os.path.join(repo.cwd, "update.pt"),
+    )
+    commit(repo, sd, "low-rank", "--update-type", "low-rank", "--update-data", "update.pt")
+    expected = dict(
+        sd, **{"conv.weight": sd["conv.weight"] + torch.from_numpy(r @ c)}
+    )  # as the original's model.py
+    assert meta_at(repo).params["conv.weight"].update_type == "low-rank"
+    assert_same_state(load(os.path.join(repo.cwd, "model.pt")), expected)
+    repo("checkout", "-q", first)
+    repo("checkout", "-q", "-")
+    assert_same_state(load(os.path.join(repo.cwd, "model.pt")), expected)
+    assert repo.status().strip() == "?? update.pt"
+
+
 @pytest.mark.parametrize(
     "side, message",
     [

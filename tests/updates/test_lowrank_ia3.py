@@ -20,6 +20,29 @@ def test_low_rank_side_data_is_numpy_prev_plus_r_at_c():
     assert "2 or more" in u.check_side(parts, "float32", (12,))
 
 
+def test_low_rank_side_data_in_the_original_batched_layout():
+    """R (d0, ..., d(n-1), k) @ C (k, dn) is applied as the original does: numpy's batched matmul."""
+    rng = np.random.default_rng(4)
+    prev = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    r, c = rng.uniform(size=(16, 3, 3, 2)).astype(np.float32), rng.uniform(size=(2, 3)).astype(np.float32)
+    u = LowRankUpdate()
+    parts = {"R": raw(r), "C": raw(c)}
+    assert u.check_side(parts, "float32", prev.shape) is None
+    got = u.apply(raw(prev), parts, shape_entry(prev, "low-rank"), "p")
+    assert bytes(got.data) == (r @ c + prev).tobytes()
+    flat_r, flat_c = rng.standard_normal((16, 2)).astype(np.float32), rng.standard_normal((2, 27)).astype(
+        np.float32
+    )
+    flat = {"R": raw(flat_r), "C": raw(flat_c)}
+    assert u.check_side(flat, "float32", prev.shape) is None  # ours, the parameter as a (16, 27) matrix
+    got = u.apply(raw(prev), flat, shape_entry(prev, "low-rank"), "p")
+    assert bytes(got.data) == (prev.reshape(16, 27) + flat_r @ flat_c).reshape(prev.shape).tobytes()
+    wrong = {"R": raw(r[:, :, :2]), "C": raw(c)}
+    assert "R [16, 3, 2, 2] @ C [2, 3] does not give [16, 3, 3, 3]" in u.check_side(
+        wrong, "float32", prev.shape
+    )
+
+
 def test_low_rank_computed_recovers_the_rank_and_respects_k(monkeypatch):
     rng = np.random.default_rng(1)
     prev = rng.standard_normal((64, 48))

@@ -1,6 +1,7 @@
 """`git-theta-merge-cli`: argument-compatible with the original plug-in; `--x:name=value` args."""
 
 import argparse
+import os
 import sys
 
 from git_theta.errors import ThetaError
@@ -47,11 +48,34 @@ def parser() -> argparse.ArgumentParser:
         "--aux_data", "--aux-data", nargs="+", default=[], metavar="AUX", help="per-model aux data"
     )
     p.add_argument("--ancestor", default=None, help="the models' common ancestor (PATH or REV:PATH)")
-    p.add_argument("--merge", "--method", dest="merge", metavar="METHOD", help="merge method")
+    p.add_argument(
+        "--merge",
+        "--method",
+        dest="merge",
+        metavar="METHOD",
+        default="average",
+        help="merge method (default average, as the original's variadic-average)",
+    )
     p.add_argument("--output", "-o", help="where the merged checkpoint goes (committed and checked out)")
     p.add_argument("--message", "-m", default=None, help="commit message (method and arguments are appended)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--seed", type=int, default=0, help="seed of random methods (DARE, DELLA)")
+    p.add_argument(
+        "--limit-concurrency",
+        "--limit_concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N worker threads (the original plug-in's flag; sets GIT_THETA_MAX_CONCURRENCY)",
+    )
+    p.add_argument(
+        "--test_run",
+        "--test-run",
+        type=int,
+        default=None,
+        metavar="N",
+        help="merge and output only the first N parameters (and transformer.lm_head.weight), for a trial",
+    )
     p.add_argument("--list-methods", action="store_true", help="list methods with their arguments and exit")
     return p
 
@@ -87,13 +111,15 @@ def main(argv: list[str] | None = None) -> None:
         if ns.list_methods:
             print(describe_methods())
             return
-        missing = [
-            f for f, v in (("--models", ns.models), ("--merge", ns.merge), ("--output", ns.output)) if not v
-        ]
+        missing = [f for f, v in (("--models", ns.models), ("--output", ns.output)) if not v]
         if missing:
             raise ThetaError(f"missing {', '.join(missing)} (see --help)")
         if ns.device not in ("cpu", "cuda") and not ns.device.startswith("cuda:"):
             raise ThetaError(f"--device {ns.device!r}: use cpu or cuda")
+        if ns.limit_concurrency is not None:
+            if ns.limit_concurrency < 1:
+                raise ThetaError("--limit-concurrency must be at least 1")
+            os.environ["GIT_THETA_MAX_CONCURRENCY"] = str(ns.limit_concurrency)
         from git_theta_merge_cli.merge import Request, run
 
         commit = run(
@@ -107,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
                 ns.message,
                 ns.device,
                 ns.seed,
+                ns.test_run,
             )
         )
         print(f"{ns.output}: merged with {ns.merge}, commit {commit[:12]}")

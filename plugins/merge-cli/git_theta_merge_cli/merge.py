@@ -41,6 +41,7 @@ class Request:
     message: str | None = None
     device: str = "cpu"
     seed: int = 0
+    test_run: int | None = None  # the original's --test_run N: merge (and output) only N parameters
 
 
 def _listing(items: list[str]) -> str:
@@ -65,15 +66,17 @@ def check_inputs(models: list[GitModel], ancestor: GitModel | None, aux: list, m
         ]
         if shapes:
             problems.append(f"shapes differ between {first.spec} and {other.spec}: {_listing(shapes)}")
-    if method.aux_kind == "fisher":
+    if method.aux_kind in ("fisher", "task-vector"):
+        what = "Fisher" if method.aux_kind == "fisher" else "task vector"
         floats = [n for n in first.names if first.entry(n).dtype.startswith(("float", "bfloat"))]
+        fits = getattr(method, "aux_fits", lambda aux_shape, shape: aux_shape == shape)
         for a in aux:
             lacking = [n for n in floats if n not in a.names]
-            wrong = [n for n in floats if n in a.names and a.shape(n) != first.shape(n)]
-            if lacking:
-                problems.append(f"aux data {a.spec} has no Fisher for {_listing(lacking)}")
+            wrong = [n for n in floats if n in a.names and not fits(tuple(a.shape(n)), tuple(first.shape(n)))]
+            if lacking and (method.aux_required or method.aux_kind == "task-vector"):
+                problems.append(f"aux data {a.spec} has no {what} for {_listing(lacking)}")
             if wrong:
-                problems.append(f"aux data {a.spec} has Fisher of the wrong shape for {_listing(wrong)}")
+                problems.append(f"aux data {a.spec} has {what} of the wrong shape for {_listing(wrong)}")
     elif method.aux_kind == "gram":
         for a in aux:
             stray = [n for n in a.names if n not in first.names]
@@ -81,6 +84,14 @@ def check_inputs(models: list[GitModel], ancestor: GitModel | None, aux: list, m
                 problems.append(f"aux data {a.spec} names parameters the models lack: {_listing(stray)}")
     if problems:
         raise ThetaError("cannot merge: " + "; ".join(problems))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _seed(seed: int, name: str) -> int:
@@ -93,6 +104,10 @@ def run(req: Request, cwd: str | None = None) -> str:
     repo.require_lfs()
     method = methods.get(req.method)
     device = "cuda" if req.method.endswith("-gpu") else req.device
+    if req.method.endswith("-gpu") and not torch.cuda.is_available():
+        # the original plug-in's scripts name every method -gpu; they still run, on the CPU
+        log.warning("%s: no CUDA device here; merging on the CPU", req.method)
+        device = "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ThetaError("--device cuda: no CUDA device is available here; use --device cpu")
     args = method.parse_args(req.args)
@@ -103,7 +118,8 @@ def run(req: Request, cwd: str | None = None) -> str:
     aux = [open_aux(spec, top, store) for spec in req.aux]
     check_inputs(models, ancestor, aux, method)
     extra = {}
-    if args.get("global_majority_sign"):
+    seed = req.seed if args.get("seed") is None else args["seed"]
+    if args.get("global_majority_sign") and not _is_number(args["global_majority_sign"]):
         from git_theta_merge_cli.majority_sign import read_sign_file
 
         extra["global_majority_sign"] = read_sign_file(args["global_majority_sign"], len(models))
@@ -115,6 +131,8 @@ def run(req: Request, cwd: str | None = None) -> str:
         src.ensure_objects()
 
     names = models[0].names
+    if req.test_run:
+        names = [n for i, n in enumerate(names) if i < req.test_run or n == "transformer.lm_head.weight"]
     entries: dict[str, ParamEntry] = {}
     computed = 0
     progress = Progress(f"merging {len(names)} parameters with {method.name}", len(names))
@@ -125,7 +143,7 @@ def run(req: Request, cwd: str | None = None) -> str:
                     entries[n] = models[0].entry(n)  # equal in every model: copied, not computed
                 progress.advance(len(group))
                 continue
-            results = _merge_group(group, models, ancestor, aux, method, args, device, req.seed, extra)
+            results = _merge_group(group, models, ancestor, aux, method, args, device, seed, extra)
             for n, value in results.items():
                 # large results are stored dense (streamed slab by slab): a delta against the
                 # previous value would need that value decoded too, at the memory peak
@@ -137,7 +155,10 @@ def run(req: Request, cwd: str | None = None) -> str:
             progress.advance(len(group))
     finally:
         progress.close()
-    meta = Metadata(models[0].meta.format, models[0].meta.layout, {n: entries[n] for n in names})
+    layout = models[0].meta.layout
+    if req.test_run:  # a part of the model: written as a flat state dict of what was merged
+        layout = {k: v for k, v in layout.items() if k != "tree"}
+    meta = Metadata(models[0].meta.format, layout, {n: entries[n] for n in names})
     blobs = {out_path: write_blob(meta.dumps(), top)}
     blobs.update(attributes_blob_for(top, out_path))
     commit = commit_paths(top, blobs, _message(req, method, args, computed, len(names)))

@@ -63,9 +63,8 @@ class MergeMethod(ABC):
     description: str = ""
     args: tuple[Arg, ...] = ()
     needs_ancestor: bool = False
-    aux_kind: str | None = (
-        None  # "fisher" (diagonal, shaped like the parameter) or "gram" (input Gram matrices)
-    )
+    aux_kind: str | None = None  # "fisher" (shaped like the parameter, or for mats a [rows, rows]
+    # matrix), "gram" (input Gram matrices) or "task-vector" (TIES' pre-trimmed task vectors)
     aux_required: bool = True  # False: parameters without aux data fall back to an average
     min_models: int = 2
     max_models: int | None = None
@@ -87,6 +86,8 @@ class MergeMethod(ABC):
             raise ThetaError(f"{self.name} takes no --aux_data")
         if args.get("weights"):
             weights_for(args, n_models)
+        if args.get("merge_lambda") is not None:
+            merge_lambdas(args["merge_lambda"], n_models)
 
     def parse_args(self, raw: dict[str, list[str]]) -> dict:
         """Typed values of `--x:` arguments; unknown names are an error."""
@@ -113,6 +114,22 @@ class MergeMethod(ABC):
 def task_vectors(inputs: Inputs) -> list[torch.Tensor]:
     """tau_i = theta_i - theta_0 (in place: the models' tensors become their task vectors)."""
     return [m.sub_(inputs.ancestor) for m in inputs.models]
+
+
+def merge_lambdas(value, n: int, uniform: bool = False) -> list[float]:
+    """Per-model scales from `--x:merge_lambda`, as the original plug-in reads them: one value per
+    model as given; a single value l with two models gives (l, 1 - l); otherwise the single value
+    for every model, or 1/n each when `uniform` (averaging); no value: 1 each (1/n if uniform)."""
+    values = [] if value is None else [float(v) for v in (value if isinstance(value, list) else [value])]
+    if len(values) > 1:
+        if len(values) != n:
+            raise ThetaError(f"--x:merge_lambda given {len(values)} times for {n} models")
+        return values
+    if len(values) == 1 and n == 2:
+        return [values[0], 1.0 - values[0]]
+    if uniform:
+        return [1.0 / n] * n
+    return [values[0] if values else 1.0] * n
 
 
 def weights_for(args: dict, n: int) -> list[float]:

@@ -2,70 +2,101 @@
 
 import torch
 
-from git_theta_merge_cli.methods.base import Arg, Inputs, MergeMethod, task_vectors, weights_for
+from git_theta.errors import ThetaError
+from git_theta_merge_cli.methods.base import (
+    Arg,
+    Inputs,
+    MergeMethod,
+    merge_lambdas,
+    task_vectors,
+    weights_for,
+)
 
 WEIGHTS = Arg("weights", float, None, "one weight per model (repeat the flag); default equal", many=True)
 LAMBDA = Arg("merge_lambda", float, 1.0, "scale of the summed task vectors")
+SEED = Arg("seed", int, None, "seed of the random masks (the same as --seed; this one wins)")
+
+
+def lambdas_arg(default: float | None, help: str) -> Arg:
+    """`--x:merge_lambda`, once or once per model, read as the original plug-in reads it."""
+    return Arg("merge_lambda", float, default, help, many=True)
+
+
+def weighted_sum(tensors, scales: list[float]) -> torch.Tensor:
+    """sum_i scales_i * tensors_i, accumulated into the first tensor."""
+    out = tensors[0].mul_(scales[0])
+    for s, t in zip(scales[1:], tensors[1:]):
+        out.add_(t, alpha=s)
+    return out
 
 
 class Average(MergeMethod):
-    """theta = sum_i w_i theta_i / sum_i w_i  (Wortsman et al. 2022, model soups; equal w by default)."""
+    """theta = sum_i w_i theta_i / sum_i w_i  (Wortsman et al. 2022, model soups; equal w by default).
+    With the original's --x:merge_lambda instead: sum_i l_i theta_i, not normalized (one l per model;
+    a single l with two models is (l, 1 - l); a single l with more models: the plain average)."""
 
     name = "average"
+    aliases = ("variadic-average",)
     description = "(weighted) average of the models"
-    args = (WEIGHTS,)
+    args = (WEIGHTS, lambdas_arg(None, "the original's per-model scales, summed without normalizing"))
+
+    def check(self, n_models, has_ancestor, n_aux, args):
+        super().check(n_models, has_ancestor, n_aux, args)
+        if args["weights"] and args["merge_lambda"]:
+            raise ThetaError("give --x:weights or --x:merge_lambda, not both")
 
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
+        if args["merge_lambda"]:
+            return weighted_sum(inputs.models, merge_lambdas(args["merge_lambda"], len(inputs.models), True))
         w = weights_for(args, len(inputs.models))
-        out = inputs.models[0].mul_(w[0])
-        for wi, m in zip(w[1:], inputs.models[1:]):
-            out.add_(m, alpha=wi)
-        return out.div_(sum(w))
+        return weighted_sum(inputs.models, w).div_(sum(w))
 
 
 class TaskArithmetic(MergeMethod):
-    """theta = theta_0 + lambda * sum_i (theta_i - theta_0)  (Ilharco et al. 2023)."""
+    """theta = theta_0 + sum_i l_i (theta_i - theta_0)  (Ilharco et al. 2023), l_i = merge_lambda
+    (default 0.1, the original plug-in's), one per model or one for all; with two models a single
+    value l gives (l, 1 - l), as in the original."""
 
     name = "task-arithmetic"
     description = "ancestor + merge_lambda * sum of task vectors"
-    args = (LAMBDA,)
+    args = (lambdas_arg(0.1, "scale of the task vectors (one, or one per model)"),)
     needs_ancestor = True
 
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
-        taus = task_vectors(inputs)
-        total = taus[0]
-        for t in taus[1:]:
-            total.add_(t)
-        return inputs.ancestor.add_(total, alpha=args["merge_lambda"])
+        scales = merge_lambdas(args["merge_lambda"], len(inputs.models))
+        return inputs.ancestor.add_(weighted_sum(task_vectors(inputs), scales))
 
 
 class DareTaskArithmetic(MergeMethod):
-    """theta = theta_0 + lambda * sum_i m_i * tau_i / (1 - p),  m_i ~ Bernoulli(1 - p)  (Yu et al. 2024, DARE).
+    """theta = theta_0 + sum_i l_i m_i * tau_i / (1 - p),  m_i ~ Bernoulli(1 - p)  (Yu et al. 2024, DARE);
+    defaults as the original plug-in's: p = 0.5, l = 0.5 (two models: (l, 1 - l)).
 
-    Masks are drawn from a CPU generator seeded by --seed and the parameter's name, so a merge
-    is reproducible and identical on CPU and GPU.
+    Masks are drawn from a CPU generator seeded by --seed (or --x:seed) and the parameter's name, so
+    a merge is reproducible and identical on CPU and GPU.
     """
 
     name = "dare-task-arithmetic"
     description = "task arithmetic on randomly dropped, rescaled task vectors"
-    args = (Arg("dropout_probability", float, 0.9, "share p of each task vector dropped"), LAMBDA)
+    args = (
+        Arg("dropout_probability", float, 0.5, "share p of each task vector dropped"),
+        lambdas_arg(0.5, "scale of the task vectors (one, or one per model)"),
+        SEED,
+    )
     needs_ancestor = True
 
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
         p = args["dropout_probability"]
         g = inputs.generator()
-        total = None
+        taus = []
         for tau in task_vectors(inputs):
             keep = (torch.rand(tau.shape, generator=g) >= p).to(tau.device)
-            tau.mul_(keep).div_(1.0 - p)
-            total = tau if total is None else total.add_(tau)
-        return inputs.ancestor.add_(total, alpha=args["merge_lambda"])
+            taus.append(tau.mul_(keep).div_(1.0 - p))
+        scales = merge_lambdas(args["merge_lambda"], len(inputs.models))
+        return inputs.ancestor.add_(weighted_sum(taus, scales))
 
     def check(self, n_models, has_ancestor, n_aux, args):
         super().check(n_models, has_ancestor, n_aux, args)
         if not 0.0 <= args["dropout_probability"] < 1.0:
-            from git_theta.errors import ThetaError
-
             raise ThetaError("--x:dropout_probability must be in [0, 1)")
 
 

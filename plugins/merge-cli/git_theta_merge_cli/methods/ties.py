@@ -98,6 +98,25 @@ def elect_and_merge(taus: list[torch.Tensor], sign: torch.Tensor | None = None) 
     return elect_and_merge_into(torch.zeros_like(taus[0]), taus, 1.0, sign)
 
 
+def majority_fill(gamma: torch.Tensor, number: float | None) -> torch.Tensor:
+    """The original plug-in's rule where the elected sign is zero: the given majority sign
+    (--x:global_majority_sign=+1/-1), else the sign of this parameter's summed signs (0 -> +1)."""
+    if number is not None:
+        fill = torch.tensor(float(number), dtype=gamma.dtype, device=gamma.device).sign()
+    else:
+        fill = torch.sign(torch.sum(gamma))
+        fill = torch.where(fill == 0, torch.ones_like(fill), fill)
+    return torch.where(gamma == 0, fill, gamma)
+
+
+def sign_number(value: str | None) -> float | None:
+    """--x:global_majority_sign as the original's number (+1/-1), or None for a file path."""
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 class Ties(MergeMethod):
     """TIES-Merging (Yadav et al. 2023): trim each tau_i to its top-`density` entries by magnitude,
     elect gamma = sign(sum_i trimmed tau_i), theta = theta_0 + lambda * disjoint_mean(tau, gamma).
@@ -105,27 +124,42 @@ class Ties(MergeMethod):
     Trimming and sign election are per parameter (block); with --x:global_majority_sign=FILE
     (written by git-theta-merge-majority-sign) thresholds come from whole task vectors and the
     sign from that pass, as in the paper.
+
+    The original plug-in's form: --aux_data files of task vectors already trimmed by the user (one
+    per model); gamma = sign of their sum, where it is zero the majority sign (--x:global_majority_sign
+    as a number, +1/-1, else this parameter's), theta = theta_0 + lambda * disjoint mean. lambda
+    defaults to 0.1, the original's default.
     """
 
     name = "ties"
     description = "trim, elect sign, disjoint mean of task vectors"
     args = (
-        LAMBDA,
+        Arg("merge_lambda", float, 0.1, "scale of the merged task vector"),
         Arg("density", float, 0.2, "share of each task vector kept (top magnitudes)"),
         Arg(
-            "global_majority_sign", str, None, "file from git-theta-merge-majority-sign (global trim + sign)"
+            "global_majority_sign",
+            str,
+            None,
+            "file from git-theta-merge-majority-sign (global trim + sign), or +1/-1 (sign where the vote is 0)",
         ),
     )
     needs_ancestor = True
+    aux_kind = "task-vector"
+    aux_required = False
 
     def check(self, n_models, has_ancestor, n_aux, args):
         super().check(n_models, has_ancestor, n_aux, args)
         if not 0.0 < args["density"] <= 1.0:
             raise ThetaError("--x:density must be in (0, 1]")
+        if n_aux and n_aux != n_models:
+            raise ThetaError(f"ties: give one --aux_data task vector per model ({n_models}), got {n_aux}")
 
     streams_models = True  # models arrive one at a time; trimmed task vectors are kept sparse
 
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
+        number = sign_number(args["global_majority_sign"])
+        if inputs.aux is not None:
+            return self._merge_trimmed(inputs.ancestor, inputs.aux, args["merge_lambda"], number)
         glob = inputs.extra.get("global_majority_sign")
         thresholds = glob["thresholds"] if glob else [None] * len(inputs.models)
         anc = inputs.ancestor
@@ -136,7 +170,22 @@ class Ties(MergeMethod):
             kept.append(_Trimmed(tau, th))
             del tau
         sign = glob["sign"](inputs.name).to(anc.device, anc.dtype) if glob else None
+        if sign is None and number is not None:
+            total = kept[0].block(slice(0, kept[0].n)).clone()
+            for k in kept[1:]:
+                total.add_(k.block(slice(0, k.n)))
+            sign = majority_fill(torch.sign(total), number).reshape(anc.shape)
         return elect_and_merge_into(anc, kept, args["merge_lambda"], sign)
+
+    @staticmethod
+    def _merge_trimmed(ancestor, taus, scale: float, number: float | None) -> torch.Tensor:
+        """The original's TIES on user-trimmed task vectors (see the class docstring)."""
+        total = taus[0].clone()
+        for t in taus[1:]:
+            total.add_(t)
+        sign = majority_fill(torch.sign(total), number)
+        del total
+        return elect_and_merge_into(ancestor, taus, scale, sign)
 
 
 class _Trimmed:

@@ -1,10 +1,16 @@
 """Merges weighted by per-model statistics: Fisher merging, RegMean and MaTS (conjugate gradient)."""
 
+import json
+
 import torch
 
 from git_theta.errors import ThetaError
-from git_theta_merge_cli.methods.base import Arg, Inputs, MergeMethod, weights_for
-from git_theta_merge_cli.methods.linear import WEIGHTS
+from git_theta_merge_cli.methods.base import Arg, Inputs, MergeMethod, merge_lambdas, weights_for
+from git_theta_merge_cli.methods.linear import WEIGHTS, lambdas_arg
+
+MERGE_LOG = Arg(
+    "merge_log", str, None, "append each parameter's conjugate-gradient residuals (JSON lines) here"
+)
 
 
 def _mean(models: list[torch.Tensor]) -> torch.Tensor:
@@ -31,23 +37,36 @@ def _times(w: torch.Tensor, g: torch.Tensor, side: str) -> torch.Tensor:
 
 
 class Fisher(MergeMethod):
-    """theta = sum_i w_i F_i theta_i / sum_i w_i F_i  with F_i the diagonal Fisher (+ floor)
-    (Matena & Raffel 2022). --aux_data: one file per model holding F_i for every parameter."""
+    """theta = sum_i w_i F_i theta_i / sum_i w_i F_i  with F_i the diagonal Fisher
+    (Matena & Raffel 2022). --aux_data: one file per model holding F_i for every parameter.
+    w: --x:weights, or the original's --x:merge_lambda (one per model, or one for all; with two
+    models l gives (l, 1 - l)); entries where sum_i w_i F_i is 0 come out 0, as in the original.
+    --x:fisher_floor adds a constant to every F_i (default 0: the original's exact formula)."""
 
     name = "fisher"
     description = "average weighted by diagonal Fisher information"
-    args = (WEIGHTS, Arg("fisher_floor", float, 1e-6, "added to every Fisher entry"))
+    args = (
+        WEIGHTS,
+        lambdas_arg(None, "the original's per-model scale of the Fisher"),
+        Arg("fisher_floor", float, 0.0, "added to every Fisher entry"),
+    )
     aux_kind = "fisher"
 
+    def check(self, n_models, has_ancestor, n_aux, args):
+        super().check(n_models, has_ancestor, n_aux, args)
+        if args["weights"] and args["merge_lambda"]:
+            raise ThetaError("give --x:weights or --x:merge_lambda, not both")
+
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
-        w = weights_for(args, len(inputs.models))
+        n = len(inputs.models)
+        w = merge_lambdas(args["merge_lambda"], n) if args["merge_lambda"] else weights_for(args, n)
         num = torch.zeros_like(inputs.models[0])
         den = torch.zeros_like(inputs.models[0])
         for wi, m, f in zip(w, inputs.models, inputs.aux):
             f = f.add(args["fisher_floor"]).mul_(wi)
             num.add_(m.mul_(f))
             den.add_(f)
-        return num.div_(den)
+        return num.div_(torch.where(den == 0, torch.ones_like(den), den))
 
 
 class RegMean(MergeMethod):
@@ -57,7 +76,7 @@ class RegMean(MergeMethod):
 
     name = "reg-mean"
     description = "least-squares merge of linear layers from their input Gram matrices"
-    args = (Arg("merge_lambda", float, 1.0, "scale a of the Gram matrices' off-diagonal entries"),)
+    args = (Arg("merge_lambda", float, 0.5, "scale a of the Gram matrices' off-diagonal entries"),)
     aux_kind = "gram"
     aux_required = True
 
@@ -77,13 +96,17 @@ class RegMean(MergeMethod):
         return torch.linalg.solve(total.double(), rhs.double()).to(rhs.dtype)
 
 
-def conjugate_gradient(apply, b: torch.Tensor, x: torch.Tensor, iterations: int) -> torch.Tensor:
-    """`iterations` steps of CG for apply(x) = b (apply symmetric positive definite), from x."""
+def conjugate_gradient(
+    apply, b: torch.Tensor, x: torch.Tensor, iterations: int, rtol: float = 0.0
+) -> torch.Tensor:
+    """`iterations` steps of CG for apply(x) = b (apply symmetric positive definite), from x;
+    stops early once ||b - apply(x)|| <= rtol ||b|| (scipy's cg rule; rtol 0: never)."""
     r = b - apply(x)
     p = r.clone()
     rs = torch.sum(r * r, dtype=torch.float64)
+    stop = rtol * rtol * float(torch.sum(b * b, dtype=torch.float64))
     for _ in range(iterations):
-        if rs <= 0:
+        if rs <= stop:
             break
         ap = apply(p)
         denom = torch.sum(p * ap, dtype=torch.float64)
@@ -98,34 +121,82 @@ def conjugate_gradient(apply, b: torch.Tensor, x: torch.Tensor, iterations: int)
     return x
 
 
+def log_residuals(path: str | None, name: str, apply, b: torch.Tensor, x0: torch.Tensor, x, iterations, rtol):
+    """Append {name: {exit_code, initial_error, final_error}} to --x:merge_log (the original's record)."""
+    if not path:
+        return
+    initial = float(torch.linalg.vector_norm((apply(x0) - b).double()))
+    final = float(torch.linalg.vector_norm((apply(x) - b).double()))
+    converged = final <= rtol * float(torch.linalg.vector_norm(b.double()))
+    record = {"exit_code": 0 if converged else iterations, "initial_error": initial, "final_error": final}
+    with open(path, "a") as f:
+        f.write(json.dumps({name: record}) + "\n")
+
+
 class Mats(MergeMethod):
     """MaTS (Tam et al. 2024): solve (sum_i F_i) theta = sum_i F_i theta_i by `iterations` steps of
-    conjugate gradient from the ancestor (--ancestor) or the average; F_i the diagonal Fisher."""
+    conjugate gradient from the ancestor (--ancestor) or the average. F_i is either a diagonal
+    Fisher shaped like the parameter (elementwise product, plus fisher_floor), or, as in the
+    original plug-in, a [rows, rows] matrix that left-multiplies the parameter (CG stops at
+    scipy's rtol 1e-5, as the original's scipy cg does). A square parameter's aux data is read as
+    the diagonal form unless --x:aux_form=matrix. Parameters without aux data are averaged."""
 
     name = "mats"
     description = "conjugate-gradient merge in the models' Fisher-weighted parameter subspaces"
     args = (
         Arg("iterations", int, 10, "conjugate gradient steps"),
-        Arg("fisher_floor", float, 1e-6, "added to every Fisher entry"),
+        Arg("fisher_floor", float, 1e-6, "added to every diagonal Fisher entry"),
+        Arg("aux_form", str, "auto", "auto, diagonal (shaped like the parameter) or matrix ([rows, rows])"),
+        MERGE_LOG,
     )
     aux_kind = "fisher"
+    aux_required = False
+
+    @staticmethod
+    def aux_fits(aux_shape: tuple, shape: tuple) -> bool:
+        return aux_shape == shape or (len(shape) >= 1 and aux_shape == (shape[0], shape[0]))
+
+    def check(self, n_models, has_ancestor, n_aux, args):
+        super().check(n_models, has_ancestor, n_aux, args)
+        if args["aux_form"] not in ("auto", "diagonal", "matrix"):
+            raise ThetaError("--x:aux_form must be auto, diagonal or matrix")
+        if n_aux != n_models:
+            raise ThetaError(
+                f"{self.name} needs --aux_data with one file per model ({n_models}), got {n_aux}"
+            )
 
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
-        fs = [f.add(args["fisher_floor"]) for f in inputs.aux]
-        total = sum(fs[1:], fs[0].clone())
-        b = sum((m * f for m, f in zip(inputs.models[1:], fs[1:])), inputs.models[0] * fs[0])
-        x0 = inputs.ancestor.clone() if inputs.ancestor is not None else _mean(inputs.models)
-        return conjugate_gradient(lambda v: total * v, b, x0, args["iterations"])
+        if inputs.aux is None:
+            return _mean(inputs.models)
+        models, aux = inputs.models, inputs.aux
+        shape = tuple(models[0].shape)
+        matrix = args["aux_form"] == "matrix" or (
+            args["aux_form"] == "auto" and tuple(aux[0].shape) != shape and len(shape) >= 1
+        )
+        x0 = inputs.ancestor.clone() if inputs.ancestor is not None else _mean(models)
+        if matrix:
+            total = sum(aux[1:], aux[0].clone())
+            b = sum((f @ m for f, m in zip(aux[1:], models[1:])), aux[0] @ models[0])
+            apply, rtol = (lambda v: total @ v), 1e-5
+        else:
+            fs = [f.add(args["fisher_floor"]) for f in aux]
+            total = sum(fs[1:], fs[0].clone())
+            b = sum((m * f for m, f in zip(models[1:], fs[1:])), models[0] * fs[0])
+            apply, rtol = (lambda v: total * v), 0.0
+        x = conjugate_gradient(apply, b, x0, args["iterations"], rtol)
+        log_residuals(args["merge_log"], inputs.name, apply, b, x0, x, args["iterations"], rtol)
+        return x
 
 
 class CovarianceMats(MergeMethod):
     """MaTS with input covariances (Tam et al. 2024): solve W (sum_i G_i) = sum_i W_i G_i (Linear
-    layout; G_i on the left for Conv1D) by conjugate gradient from the ancestor or the average.
+    layout; G_i on the left for Conv1D) by conjugate gradient from the ancestor or the average,
+    stopping early at scipy's rtol 1e-5 as the original plug-in's scipy cg does.
     Parameters without a Gram matrix are averaged."""
 
     name = "covariance-mats"
     description = "conjugate-gradient RegMean objective (MaTS with input covariances)"
-    args = (Arg("iterations", int, 10, "conjugate gradient steps"),)
+    args = (Arg("iterations", int, 10, "conjugate gradient steps"), MERGE_LOG)
     aux_kind = "gram"
 
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
@@ -138,4 +209,7 @@ class CovarianceMats(MergeMethod):
             _times(inputs.models[0], inputs.aux[0], side),
         )
         x0 = inputs.ancestor.clone() if inputs.ancestor is not None else _mean(inputs.models)
-        return conjugate_gradient(lambda v: _times(v, total, side), b, x0, args["iterations"])
+        apply = lambda v: _times(v, total, side)  # noqa: E731
+        x = conjugate_gradient(apply, b, x0, args["iterations"], 1e-5)  # the original's scipy cg rule
+        log_residuals(args["merge_log"], inputs.name, apply, b, x0, x, args["iterations"], 1e-5)
+        return x
