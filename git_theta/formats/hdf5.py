@@ -79,30 +79,32 @@ def _tensor_dtype(dset) -> str | None:
 
 
 def _datasets(root) -> Iterator[tuple[str, object]]:
-    """(path, dataset) of every dataset reachable by hard links, each object once.
+    """(path, dataset) of every dataset reachable by hard links, each object once, depth first in
+    name order (an object linked twice is named by its first path).
 
     Soft and external links are not followed: reading a file must never open another one."""
     h5py = _h5py()
     seen: set = set()
-    todo = [("", root)]
-    while todo:
-        prefix, group = todo.pop()
-        for key in group:
-            link = group.get(key, getlink=True)
-            if not isinstance(link, h5py.HardLink):
-                continue
-            obj = group[key]
-            addr = h5py.h5o.get_info(obj.id).addr
-            if addr in seen:
-                continue
-            seen.add(addr)
-            if len(seen) > _MAX_OBJECTS:
-                raise ValueError("more HDF5 objects than any checkpoint has")
-            path = f"{prefix}{key}"
-            if isinstance(obj, h5py.Group):
-                todo.append((path + "/", obj))
-            elif isinstance(obj, h5py.Dataset):
-                yield path, obj
+    stack = [("", root, iter(list(root)))]
+    while stack:
+        prefix, group, keys = stack[-1]
+        key = next(keys, None)
+        if key is None:
+            stack.pop()
+            continue
+        if not isinstance(group.get(key, getlink=True), h5py.HardLink):
+            continue
+        obj = group[key]
+        addr = h5py.h5o.get_info(obj.id).addr
+        if addr in seen:
+            continue
+        seen.add(addr)
+        if len(seen) > _MAX_OBJECTS:
+            raise ValueError("more HDF5 objects than any checkpoint has")
+        if isinstance(obj, h5py.Group):
+            stack.append((f"{prefix}{key}/", obj, iter(list(obj))))
+        elif isinstance(obj, h5py.Dataset):
+            yield f"{prefix}{key}", obj
 
 
 def scan(data: memoryview, path: str) -> list[tuple[int, str, str, tuple[int, ...], int]]:
@@ -206,6 +208,12 @@ def write_segments(segments: list[dict], tensors: Iterator[RawTensor], out: Bina
             out.write(base64.b64decode(seg["raw"]))
 
 
+def layout_fits(layout: dict, specs: list[TensorSpec]) -> bool:
+    """True when `layout`'s tensor slots take exactly the tensors of `specs`, in order."""
+    slots = [(seg["tensor"], int(seg["nbytes"])) for seg in layout.get("segments", []) if "tensor" in seg]
+    return slots == [(s.name, numel(s.shape) * dtypes.get(s.dtype).itemsize) for s in specs]
+
+
 def new_file_layout(specs: list[TensorSpec], path: str) -> dict:
     """The layout of a fresh HDF5 file holding `specs` (for a state dict saved straight to git).
 
@@ -262,3 +270,7 @@ class HDF5Checkpoint(CheckpointFormat):
     def new_layout(self, specs: list[TensorSpec], path: str) -> dict:
         """The layout of a new file holding `specs` (used by `git_theta.save`)."""
         return new_file_layout(specs, path)
+
+    def layout_fits(self, layout: dict, specs: list[TensorSpec]) -> bool:
+        """Whether a file's layout can take these tensors (same names, dtypes and shapes)."""
+        return layout_fits(layout, specs)

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from git_theta.errors import CheckpointError
 from git_theta.formats.base import Checkpoint, CheckpointFormat
-from git_theta.formats.hdf5 import SIGNATURE, MemoryFile, raw_segments, read_hdf5, write_segments
+from git_theta.formats.hdf5 import SIGNATURE, MemoryFile, layout_fits, raw_segments, read_hdf5, write_segments
 from git_theta.tensor import RawTensor, TensorSpec
 
 WEIGHTS = "model.weights.h5"
@@ -54,8 +54,7 @@ def _split_members(data: memoryview, path: str) -> list[tuple[int, int, int, int
             raise CheckpointError(f"corrupt .keras archive (member {info.filename!r})", path)
         nlen, elen = struct.unpack_from("<HH", data, local + 26)
         start = local + 30 + nlen + elen
-        head = bytes(data[start : start + 8])
-        if not info.filename.endswith(".h5") or head != SIGNATURE:
+        if not info.filename.endswith(".h5"):
             continue
         if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x9:
             raise CheckpointError(
@@ -69,6 +68,8 @@ def _split_members(data: memoryview, path: str) -> list[tuple[int, int, int, int
                 f"member {info.filename} runs past the end of the archive (truncated?)", path
             )
         member = data[start : start + size]
+        if bytes(member[:8]) != SIGNATURE:
+            continue
         if zlib.crc32(member) != info.CRC:
             raise CheckpointError(f"member {info.filename} fails its CRC check (corrupt archive)", path)
         found.append((local, record, start, size, info.filename))
@@ -145,6 +146,10 @@ class KerasCheckpoint(CheckpointFormat):
                 raise CheckpointError("the .keras layout names a member outside the archive", path)
             struct.pack_into("<I", data, at, zlib.crc32(memoryview(data)[int(begin) : int(end)]))
         out.write(data)
+
+    def layout_fits(self, layout: dict, specs: list[TensorSpec]) -> bool:
+        """Whether an archive's layout can take these tensors (same names, dtypes and shapes)."""
+        return layout_fits(layout, specs)
 
 
 class _Buffer:
