@@ -204,3 +204,30 @@ def test_merges_and_diffs_of_keras_files(saved, repo):
         got = [np.asarray(w, dtype=np.float32) for w in loaded[key]]
         np.testing.assert_allclose(got[0], want_hidden, rtol=1e-6)
         np.testing.assert_array_equal(got[2], head0 + 1)  # one side changed it: taken bit for bit
+
+
+@pytest.mark.skipif(not shutil.which("git-theta-merge-cli"), reason="the merge CLI plug-in is not installed")
+def test_merge_cli_averages_keras_weights(saved, repo):
+    """git-theta-merge-cli on two .weights.h5: floats averaged, the int step kept from the first."""
+    repo.theta("track", "*.weights.h5")
+    for tag, where in (("a", "v1"), ("b", "v2")):
+        shutil.copy(saved / where / "model.weights.h5", os.path.join(repo.cwd, f"{tag}.weights.h5"))
+    repo("add", "-A")
+    repo("commit", "-qm", "two models")
+    proc = subprocess.run(
+        ["git-theta-merge-cli", "--models", "a.weights.h5", "b.weights.h5", "--merge", "average"]
+        + ["--output", "merged.weights.h5"],
+        cwd=repo.cwd,
+        env=repo.env,
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert repo.status() == ""
+    files = [h5py.File(os.path.join(repo.cwd, f"{t}.weights.h5"), "r") for t in ("a", "b", "merged")]
+    try:
+        a, b, m = (f["layers/dense_1/vars/0"][...].astype(np.float64) for f in files)
+        np.testing.assert_allclose(m, (a + b) / 2, rtol=1e-6)
+        assert files[2]["optimizer/vars/0"][()] == files[0]["optimizer/vars/0"][()]
+    finally:
+        for f in files:
+            f.close()
