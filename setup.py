@@ -20,6 +20,8 @@ CHECKPOINTS = [
     "tensorflow-checkpoint = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
     "tf-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
     "tensorflow-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
+    "hdf5 = git_theta.formats.hdf5:HDF5Checkpoint",
+    "keras = git_theta.formats.keras:KerasCheckpoint",
 ]
 UPDATES = [
     "auto = git_theta.updates.auto:AutoUpdate",
@@ -50,6 +52,8 @@ EXTRAS = {
     "safetensors": ["safetensors"],
     "tensorflow": ["tensorflow"],
     "flax": ["flax"],
+    "keras": ["h5py"],
+    "hdf5": ["h5py"],
     "plot": ["matplotlib"],
     "transformers": ["transformers", "accelerate"],
     "lightning": ["lightning"],
@@ -58,6 +62,7 @@ EXTRAS = {
 EXTRAS["all"] = sorted(
     {d for k in ("pytorch", "safetensors", "tensorflow", "flax", "plot") for d in EXTRAS[k]}
 )
+EXTRAS["all"] = sorted(set(EXTRAS["all"]) | set(EXTRAS["keras"]))
 # the merge CLI plug-in ships in this repository (plugins/merge-cli); `.[all]` installs it from there
 _MERGE_CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins", "merge-cli")
 if os.path.isdir(_MERGE_CLI):

@@ -74,6 +74,8 @@ checkpoints: "Registry" = Registry(
         "numpy": "git_theta.formats.numpy_format:NumpyCheckpoint",
         "flax": "git_theta.formats.flax:FlaxCheckpoint",
         "tensorflow": "git_theta.formats.tf_bundle:TensorFlowCheckpoint",
+        "hdf5": "git_theta.formats.hdf5:HDF5Checkpoint",
+        "keras": "git_theta.formats.keras:KerasCheckpoint",
     },
 )
 updates: "Registry" = Registry(

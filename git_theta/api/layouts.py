@@ -11,7 +11,7 @@ import numpy as np
 from git_theta.errors import ThetaError
 from git_theta.formats.detect import by_name
 from git_theta.plugins import checkpoints
-from git_theta.tensor import RawTensor
+from git_theta.tensor import RawTensor, TensorSpec
 
 
 def format_for_path(path: str) -> str:
@@ -45,6 +45,8 @@ def _skeleton(tree, tensors: dict[str, RawTensor], framework: str, prefix: str =
 def layout_for(fmt_name: str, tree: dict, tensors: dict[str, RawTensor], path: str) -> dict:
     """A layout for `fmt_name` that places `tensors` (flat names of `tree`) in a file."""
     fmt = by_name(fmt_name)
+    if hasattr(fmt, "new_layout"):  # formats that build a new file's layout themselves (hdf5)
+        return fmt.new_layout([TensorSpec(n, t.dtype, t.shape) for n, t in tensors.items()], path)
     if fmt.name == "safetensors":  # flat names ('a/b' for nested dicts) are valid keys
         return {"metadata": None}
     buf = io.BytesIO()
@@ -67,3 +69,9 @@ def layout_for(fmt_name: str, tree: dict, tensors: dict[str, RawTensor], path: s
     if list(checkpoint.tensors) != list(tensors):
         raise ThetaError(f"the {fmt.name} format cannot hold this state dict's structure", path)
     return checkpoint.layout  # structure only: shapes and data come from the tensors at write time
+
+
+def layout_fits(fmt_name: str, layout: dict, tensors: dict[str, RawTensor]) -> bool:
+    """Whether a stored layout can take `tensors`; formats whose layout fixes shapes say so."""
+    check = getattr(by_name(fmt_name), "layout_fits", None)
+    return check is None or check(layout, [TensorSpec(n, t.dtype, t.shape) for n, t in tensors.items()])

@@ -17,7 +17,7 @@ import numpy as np
 
 from git_theta import config, memory, parallel, plugins
 from git_theta.api.frameworks import device_copy, flatten, on_accelerator, to_raw
-from git_theta.api.layouts import format_for_path, layout_for
+from git_theta.api.layouts import format_for_path, layout_fits, layout_for
 from git_theta.commands.fetch import checkout_models
 from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
@@ -88,7 +88,7 @@ def store_state(
     store = LfsStore.for_cwd(top, bulk=memo is not None)  # background saves: see LfsStore
     prev = _previous(top, ref, rel)
     names = list(tensors)
-    if prev is not None and list(prev.params) == names:
+    if prev is not None and list(prev.params) == names and layout_fits(prev.format, prev.layout, tensors):
         fmt_name, layout = prev.format, prev.layout
     else:
         fmt_name = prev.format if prev is not None else format_for_path(rel)

@@ -21,6 +21,7 @@ with atheris.instrument_imports():
     from git_theta.metadata import Metadata
 
 FORMATS = ["metadata", "pytorch", "safetensors", "numpy", "flax"]
+FORMATS += ["hdf5", "keras"]
 
 
 def seeds() -> list[bytes]:
@@ -38,7 +39,29 @@ def seeds() -> list[bytes]:
     np.savez(buf, w=np.ones((3, 2), np.float32))
     out.append(bytes([3]) + buf.getvalue())
     out.append(bytes([4]) + serialization.msgpack_serialize({"w": np.ones(3, np.float32)}))
+    out += _hdf5_seeds()
     return out
+
+
+def _hdf5_seeds() -> list[bytes]:
+    """A small .weights.h5 and a .keras archive holding it (when h5py is installed)."""
+    import zipfile
+
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py is an extra
+        return []
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.attrs["keras_version"] = "3.15.1"
+        f["layers/dense/vars/0"] = np.ones((3, 2), np.float32)
+        f["optimizer/vars/0"] = np.int64(1)
+    h5 = buf.getvalue()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("metadata.json", "{}")
+        z.writestr("model.weights.h5", h5)
+    return [bytes([FORMATS.index("hdf5")]) + h5, bytes([FORMATS.index("keras")]) + buf.getvalue()]
 
 
 def one_input(data: bytes) -> None:
