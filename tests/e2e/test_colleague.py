@@ -8,6 +8,7 @@ import pytest
 from safetensors.torch import load as safetensors_load
 
 import git_theta
+from git_theta.commands.install import config_values
 from tests.conftest import Git
 from tests.helpers import assert_same_state, commit_tracked_model, small_model
 
@@ -67,7 +68,7 @@ def test_checkout_models_sets_up_the_clone_and_stages_nothing(colleague, install
         assert f.read() == model
     assert g.status() == ""
     assert objects(g) == before  # no raw checkpoint blob was written
-    assert g.out("config", "filter.theta.process").strip() == "git-theta-filter process"
+    assert g.out("config", "filter.theta.process").strip() == config_values()["filter.theta.process"]
 
 
 @pytest.mark.parametrize("command", [("diff",), ("add", SHARD), ("add", SHARD, "--update-type", "sparse")])
