@@ -22,7 +22,9 @@ NOTICE = (
     "`git theta install`, then `git theta checkout-models`"
 )
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
-MAX_METADATA = 512 << 20  # bytes: a larger file is never metadata
+# bytes: a larger file is never metadata. The one limit: clean and save refuse to write more, and
+# prune and push (git.history) read every blob up to it and stop at a larger one that looks like it
+MAX_METADATA = 512 << 20
 _MAX_NAME = 1024  # characters in a parameter name
 _MAX_NDIM = 32
 _MAX_TENSOR_BYTES = 1 << 44  # 16 TiB: past any real tensor; refused before anything is allocated
@@ -139,7 +141,7 @@ class Metadata:
             "checkpoint": {"format": self.format, "layout": self.layout, "order": list(self.params)},
             "parameters": {name: e.to_json() for name, e in self.params.items()},
         }
-        return (dumps_indent1(doc) + "\n").encode("utf-8")
+        return _within_limit((dumps_indent1(doc) + "\n").encode("utf-8"), len(self.params))
 
     @classmethod
     def loads(cls, data: bytes | bytearray | memoryview, path: str = "") -> "Metadata":
@@ -172,6 +174,16 @@ class Metadata:
         except ThetaError as exc:
             raise ThetaError(str(exc), path) from None
         return cls(fmt, layout, entries, raw)
+
+
+def _within_limit(data: bytes, count: int) -> bytes:
+    """`data`, or a ThetaError: metadata past MAX_METADATA would not be read back as metadata."""
+    if len(data) > MAX_METADATA:
+        raise ThetaError(
+            f"the metadata of {count} parameters would take {len(data) >> 20} MiB, past the "
+            f"{MAX_METADATA >> 20} MiB git-theta reads back; split the checkpoint into several files"
+        )
+    return data
 
 
 def is_metadata(data) -> bool:
