@@ -86,7 +86,14 @@ def small_blobs(rev_list_args: list[str], cwd: str, what: str = "git theta") -> 
 def looks_like_metadata(head: bytes) -> bool:
     """True when the first bytes of a file are those of git-theta metadata (any version)."""
     head = head.lstrip()
-    return head[:1] == b"{" and (b'"git_theta"' in head or metadata.NOTICE.encode() in head)
+    if head[:1] != b"{":
+        return False
+    # the notice (first since 0.3), the version key, or the first key of older files
+    return (
+        metadata.NOTICE.encode() in head
+        or b'"git_theta"' in head
+        or head[1:].lstrip().startswith(b'"checkpoint"')
+    )
 
 
 def _head_of(sha: str, cwd: str) -> bytes:
