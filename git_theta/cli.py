@@ -178,13 +178,22 @@ def checkout_models(paths: tuple[str, ...], pending: bool) -> None:
 @main.command()
 @click.option("--force", "-f", is_flag=True, help="Delete (default: only report what would go).")
 @click.option("--verbose", "-v", is_flag=True, help="List the objects.")
+@click.option(
+    "--expire",
+    metavar="DATE",
+    help="Delete only unreferenced objects written before DATE (git's syntax: 2.weeks.ago, 1.day.ago, "
+    "now, never; default theta.pruneExpire, else gc.pruneExpire, else 2.weeks.ago).",
+)
+@click.option(
+    "--no-reflog", is_flag=True, help="Do not keep what only reflog entries (besides the stash) reach."
+)
 @_user_errors
-def prune(force: bool, verbose: bool) -> None:
-    """Delete local tensors that no branch, tag, stash, HEAD or the index refers to."""
+def prune(force: bool, verbose: bool, expire: str | None, no_reflog: bool) -> None:
+    """Delete local tensors that no ref, reflog, stash, worktree HEAD or index refers to."""
     from git_theta.commands.prune import prune as run
     from git_theta.diffs.render import fmt_bytes
 
-    report = run(force)
+    report = run(force, expire=expire, reflog=not no_reflog)
     verb = "deleted" if force else "would delete"
     if verbose:
         for oid, size in sorted(report.delete.items()):
@@ -192,6 +201,11 @@ def prune(force: bool, verbose: bool) -> None:
     hint = "" if force or not report.delete else " (run with --force to delete)"
     if report.stale_temp_files:
         click.echo(f"{verb} {report.stale_temp_files} stale temporary file(s) left by interrupted commands")
+    if report.recent:
+        click.echo(
+            f"spared {report.recent} unreferenced object(s), {fmt_bytes(report.recent_bytes)}, written since "
+            f"{report.expire} (--expire=now deletes them too; safe while no other git command runs)"
+        )
     click.echo(
         f"{verb} {len(report.delete)} object(s), {fmt_bytes(sum(report.delete.values()))}; "
         f"kept {report.keep} object(s), {fmt_bytes(report.keep_bytes)}{hint}"

@@ -21,6 +21,9 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "direct_io": ("GIT_THETA_DIRECT_IO", "theta.directIo", "auto"),  # objects skip the page cache
     # background saves of one path that may wait behind the one running before save() blocks
     "save_queue": ("GIT_THETA_SAVE_QUEUE", "theta.saveQueue", "1"),
+    # unreferenced objects younger than this are spared by prune (git's date syntax; default:
+    # gc.pruneExpire, else git's own 2.weeks.ago)
+    "prune_expire": ("GIT_THETA_PRUNE_EXPIRE", "theta.pruneExpire", None),
 }
 
 

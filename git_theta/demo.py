@@ -99,23 +99,19 @@ def _lfs_bytes(repo: str) -> int:
 
 
 def _metadata_entry(text: str, name: str) -> str:
-    """One parameter's entry in a metadata file, a line per part, long hashes shortened."""
-    entry = json.loads(text)["parameters"][name]
-    lines = [f'"{name}": {{']
-    for i, (key, value) in enumerate(entry.items()):
-        comma = "," if i < len(entry) - 1 else ""
-        compact = re.sub(
-            r'"([0-9a-f]{12})[0-9a-f]{52}"', r'"\1..."', json.dumps(value, separators=(", ", ": "))
-        )
-        lines += textwrap.wrap(
-            f'"{key}": {compact}{comma}',
-            104,
-            initial_indent="  ",
-            subsequent_indent="    ",
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-    return "\n".join([*lines, "}"])
+    """One parameter's row in a metadata file (and the object it points to), long hashes shortened."""
+    prefix = "[" + json.dumps(name, ensure_ascii=False) + ","
+    lines = [line.strip().rstrip(",") for line in text.splitlines()]
+    row = next(line for line in lines if line.startswith(prefix))
+    fields = json.loads(text)["git_theta"].get("parameters", "")
+    wrapped = textwrap.wrap(
+        re.sub(r'"([0-9a-f]{12})[0-9a-f]{52}"', r'"\1..."', row),
+        104,
+        subsequent_indent="  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return "\n".join([f"[{fields}]", *wrapped])
 
 
 def _block(explanation: str, text: str = "") -> None:

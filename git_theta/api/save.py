@@ -26,6 +26,7 @@ from git_theta.git import repo
 from git_theta.git.commit import commit_paths, current_branch_ref, index_turn, write_blob
 from git_theta.logs import get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
+from git_theta.storage import objects_lock
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage.packs import SMALL_BYTES, store_all
 from git_theta.tensor import RawTensor
@@ -267,8 +268,9 @@ def save(
     if background:
         return _saver(top, rel).submit(state_dict, message, ref, update_type, materialize)
     tree, tensors = _snapshot(state_dict, copy=False)
-    meta = store_state(top, rel, tree, tensors, ref, update_type)
-    return commit_state(top, rel, meta, message, ref, materialize)
+    with objects_lock.writing(top):  # prune spares the objects until the commit refers to them
+        meta = store_state(top, rel, tree, tensors, ref, update_type)
+        return commit_state(top, rel, meta, message, ref, materialize)
 
 
 class SaveHandle:
@@ -315,8 +317,9 @@ class _PathSaver:
             threading.Thread(target=_ready_buffers, args=(sizes, self.spare), daemon=True).start()
 
         def work():
-            meta = store_state(self.top, self.rel, tree, tensors, ref, update_type, self.memo, self.spare)
-            return commit_state(self.top, self.rel, meta, message, ref, materialize)
+            with objects_lock.writing(self.top):
+                meta = store_state(self.top, self.rel, tree, tensors, ref, update_type, self.memo, self.spare)
+                return commit_state(self.top, self.rel, meta, message, ref, materialize)
 
         self.futures.append(self.pool.submit(work))
         return SaveHandle(self.futures[-1], self.rel)

@@ -14,6 +14,7 @@ from git_theta.git import attributes, repo
 from git_theta.git.commit import index_turn
 from git_theta.logs import get_logger
 from git_theta.setup_check import require_filter
+from git_theta.storage import objects_lock
 
 log = get_logger(__name__)
 _NO_WRITE_FLAGS = {"-n", "--dry-run", "-N", "--intent-to-add", "-p", "--patch", "-i", "--interactive"}
@@ -45,7 +46,7 @@ def add(paths: list[str], update_type: str | None, update_data: str | None, git_
         if not os.path.exists(path):
             raise ThetaError(f"{path}: no such file")
     require_filter(repo.root(), _tracked(paths))
-    with index_turn():
+    with objects_lock.writing(), index_turn():  # prune waits until the index records the tensors
         for path in paths:
             os.utime(path)  # a new mtime makes git run the clean filter again
         code = subprocess.run(["git", "add", *git_args, "--", *paths], env=env).returncode

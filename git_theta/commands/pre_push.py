@@ -17,7 +17,7 @@ def _new_blobs(local_shas: list[str], remote: str, remote_shas: list[str], cwd: 
         for sha in remote_shas
         if sha != ZERO and repo.run(["cat-file", "-t", sha], cwd=cwd, check=False)
     ]
-    return history.small_blobs([*local_shas, *exclude, "--not", f"--remotes={remote}"], cwd)
+    return history.small_blobs([*local_shas, *exclude, "--not", f"--remotes={remote}"], cwd, "git push")
 
 
 def _objects_of(blobs: list[str], cwd: str) -> dict[str, int]:

@@ -1,16 +1,24 @@
 """`git theta prune [--force]`: delete local LFS objects nothing worth keeping refers to.
 
-Kept: every object referenced by a commit reachable from any ref (branches, tags, remote-tracking
-refs, stashes), HEAD, or the index, plus objects of plain Git LFS pointer files. So unpushed
-commits keep their tensors; what goes is what only deleted branches, abandoned merges and
-never-committed `git add`s referred to. Without --force it only reports.
+Kept, as `git gc` keeps git's own objects: every object referenced by what any ref (branches,
+tags, remote-tracking refs, the stash and its entries), the HEAD and the index of every worktree,
+and every reflog entry reach (unless --no-reflog), plus objects of plain Git LFS pointer files.
+Spared: objects written after the expiry date (--expire / theta.pruneExpire, default git's
+gc.pruneExpire or 2.weeks.ago), and nothing is decided while a command that writes objects runs
+(storage.objects_lock). So unpushed commits, a `git reset --hard` undone through the reflog, a
+model staged in another worktree and a running `git add` keep their tensors; what goes is what
+only long-gone branches, abandoned merges and never-committed `git add`s referred to. Without
+--force it only reports.
 """
 
 import os
 import time
 from dataclasses import dataclass
 
+from git_theta import config
+from git_theta.errors import ThetaError
 from git_theta.git import history, repo
+from git_theta.storage import objects_lock
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.updates import objects_of
 
@@ -21,6 +29,9 @@ class PruneReport:
     keep: int
     keep_bytes: int
     stale_temp_files: int = 0
+    recent: int = 0  # unreferenced objects spared because they are younger than the expiry
+    recent_bytes: int = 0
+    expire: str = ""  # the expiry date as given
 
 
 STALE_AFTER_S = 3600
@@ -42,12 +53,12 @@ def stale_temp_files(store: LfsStore, top: str) -> list[str]:
     return found
 
 
-def referenced(top: str) -> set[str]:
-    """Every oid the retained history, the index and stashes refer to."""
+def referenced(top: str, reflog: bool = True) -> set[str]:
+    """Every oid that refs, reflogs (with `reflog`), stash entries, and the HEAD and index of
+    every worktree refer to (git's own `--all --reflog --indexed-objects`, which `git gc` uses)."""
     stashes = repo.run(["reflog", "show", "--format=%H", "refs/stash"], cwd=top, check=False).decode().split()
-    blobs = history.small_blobs(["--all", "HEAD", *stashes], top) if _has_head(top) else []
-    index = [line.split()[1] for line in repo.run(["ls-files", "-s"], cwd=top).decode().splitlines() if line]
-    blobs = list(dict.fromkeys(blobs + index))
+    args = ["--all", *(["--reflog"] if reflog else []), "--indexed-objects", *stashes]
+    blobs = history.small_blobs(args, top, "git theta prune")
     keep = history.lfs_pointer_oids(blobs, top)
     for _, meta in history.metadata_in(blobs, top):
         for entry in meta.params.values():
@@ -55,8 +66,27 @@ def referenced(top: str) -> set[str]:
     return keep
 
 
-def _has_head(top: str) -> bool:
-    return repo.is_commit("HEAD", top)
+DEFAULT_EXPIRE = "2.weeks.ago"  # git's default gc.pruneExpire
+
+
+def expire_setting() -> str:
+    """The expiry date: GIT_THETA_PRUNE_EXPIRE / theta.pruneExpire, else gc.pruneExpire, else git's default."""
+    return config.get("prune_expire") or repo.config_get("gc.pruneExpire") or DEFAULT_EXPIRE
+
+
+def expiry_time(expire: str) -> float:
+    """Seconds since the epoch at or before which an unreferenced object may go, parsed as git
+    parses gc.pruneExpire (`2.weeks.ago`, `1.hour.ago`, `2024-05-01`, `now`, `never`)."""
+    proc = repo.run(
+        ["-c", f"theta.expire={expire}", "config", "--type=expiry-date", "theta.expire"], check=False
+    )
+    try:
+        return float(proc.decode().strip())
+    except ValueError:
+        raise ThetaError(
+            f"prune expiry {expire!r} is not a date git understands; use e.g. 2.weeks.ago, 1.day.ago, now "
+            "or never (--expire, GIT_THETA_PRUNE_EXPIRE, theta.pruneExpire)"
+        ) from None
 
 
 def local_objects(store: LfsStore) -> dict[str, str]:
@@ -69,22 +99,35 @@ def local_objects(store: LfsStore) -> dict[str, str]:
     return found
 
 
-def prune(force: bool = False, cwd: str | None = None) -> PruneReport:
+def prune(
+    force: bool = False, cwd: str | None = None, expire: str | None = None, reflog: bool = True
+) -> PruneReport:
+    """What to delete (and, with `force`, delete it): unreferenced objects older than `expire`.
+
+    Everything is decided under the objects lock held exclusive, so the objects of a running
+    `git add`, save or merge are either recorded (and kept) or not yet written."""
     top = repo.root(cwd)
+    expire = expire or expire_setting()
+    cutoff = expiry_time(expire)
     store = LfsStore.for_cwd(top)
-    keep = referenced(top)
-    delete, kept, kept_bytes = {}, 0, 0
-    for oid, path in local_objects(store).items():
-        size = os.path.getsize(path)
-        if oid in keep:
-            kept += 1
-            kept_bytes += size
-        else:
-            delete[oid] = size
-    stale = stale_temp_files(store, top)
-    if force:
-        for oid in delete:
-            os.unlink(store.path(oid))
-        for path in stale:
-            os.unlink(path)
-    return PruneReport(delete, kept, kept_bytes, len(stale))
+    with objects_lock.pruning(top):
+        keep = referenced(top, reflog)
+        report = PruneReport({}, 0, 0, expire=expire)
+        for oid, path in local_objects(store).items():
+            st = os.stat(path)
+            if oid in keep:
+                report.keep += 1
+                report.keep_bytes += st.st_size
+            elif st.st_mtime > cutoff:
+                report.recent += 1
+                report.recent_bytes += st.st_size
+            else:
+                report.delete[oid] = st.st_size
+        stale = stale_temp_files(store, top)
+        report.stale_temp_files = len(stale)
+        if force:
+            for oid in report.delete:
+                os.unlink(store.path(oid))
+            for path in stale:
+                os.unlink(path)
+    return report

@@ -126,7 +126,11 @@ def main(ancestor: str, ours: str, theirs: str, path: str) -> None:
     """Merge driver: writes the result over OURS; exits 1 on unresolved conflicts (listed on stderr)."""
     get_logger()
     try:
-        sys.exit(merge_files(ancestor, ours, theirs, path))
+        from git_theta.storage import objects_lock
+
+        with objects_lock.writing():  # git records the result after we exit: prune's grace covers that
+            code = merge_files(ancestor, ours, theirs, path)
+        sys.exit(code)
     except ThetaError as exc:
         click.echo(f"git-theta: {exc}", err=True)
         sys.exit(1)

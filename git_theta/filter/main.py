@@ -38,12 +38,14 @@ def clean_cmd(path: str) -> None:
     """Read a checkpoint on stdin, store its tensors, write its metadata to stdout."""
     from git_theta.filter.clean import clean
     from git_theta.filter.spool import Spool
+    from git_theta.storage import objects_lock
 
     spool = Spool()
     try:
         while chunk := sys.stdin.buffer.read(1 << 20):
             spool.write(chunk)
-        out = clean(spool.view(), path, release=spool.release)
+        with objects_lock.writing():  # git records the result after we exit: prune's grace covers that
+            out = clean(spool.view(), path, release=spool.release)
     except Exception as exc:
         _fail(path, exc)
     finally:

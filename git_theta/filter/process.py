@@ -13,6 +13,7 @@ from git_theta.filter.context import pass_through
 from git_theta.filter.spool import Spool
 from git_theta.git import pktline, repo
 from git_theta.logs import get_logger
+from git_theta.storage import objects_lock
 
 log = get_logger(__name__)
 
@@ -58,6 +59,7 @@ def serve(r: BinaryIO | None = None, w: BinaryIO | None = None) -> int:
     w = w or sys.stdout.buffer
     _handshake(r, w)
     _widen_pipe(w)
+    locked = False
     tmp_dir = os.path.join(repo.common_dir(), "theta", "tmp")
     while True:
         try:
@@ -65,6 +67,9 @@ def serve(r: BinaryIO | None = None, w: BinaryIO | None = None) -> int:
         except EOFError:
             return 0
         command, path = headers.get("command"), headers.get("pathname", "")
+        if not locked:  # until git, which records what we store, exits: see storage.objects_lock
+            objects_lock.hold_while_running()
+            locked = True
         commit = headers.get("treeish") or headers.get("ref")
         spool = Spool(tmp_dir)
         try:

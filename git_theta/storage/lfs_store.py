@@ -142,6 +142,7 @@ class ObjectWriter:
         final = self.store.path(oid)
         if os.path.exists(final):
             os.unlink(self.tmp_path)
+            _freshen(final)
         else:
             self.store.ensure_dir(os.path.dirname(final))
             os.chmod(self.tmp_path, 0o644)
@@ -155,6 +156,16 @@ class ObjectWriter:
             pass  # its buffered bytes could not be written: they are dropped with the file
         if os.path.exists(self.tmp_path):
             os.unlink(self.tmp_path)
+
+
+def _freshen(path: str) -> None:
+    """Mark an object that is written again as new, as git freshens a loose object it writes
+    again: `git theta prune` spares objects younger than its grace period, and an old object
+    nothing referred to may be what a running command is about to refer to."""
+    try:
+        os.utime(path)
+    except OSError:  # not ours to touch (a shared or read-only store): the lock still protects it
+        pass
 
 
 class LfsStore:

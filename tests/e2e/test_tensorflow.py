@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from git_theta.metadata import Metadata
 from tests.helpers import lfs_objects
 
 pytest.importorskip("tensorflow")
@@ -57,7 +58,7 @@ def test_tensorflow_round_trip(repo, kind, prefix):
     shard = f"{prefix}.data-00000-of-00001"
     meta = json.loads(repo.out("show", f"HEAD:{shard}"))
     assert meta["checkpoint"]["format"] == "tensorflow"
-    assert any("kernel" in n for n in meta["parameters"])
+    assert any("kernel" in n for n in Metadata.loads(repo("show", f"HEAD:{shard}").stdout).params)
     stored = set(lfs_objects(repo.cwd))
     run(SAVE, kind, where, 2.0, cwd=repo.cwd)  # only the kernel changes
     repo("add", "-A")

@@ -1,6 +1,5 @@
 """End to end: typed updates through `git theta add` and plain `git add`, as users run them."""
 
-import json
 import os
 
 import numpy as np
@@ -237,8 +236,8 @@ def test_computed_low_rank_rewrites_the_working_file(repo):
     r = repo.theta("add", "model.pt", "--update-type", "low-rank")
     assert "rank-2 approximation" in r.stderr.decode()
     assert repo.status().strip() == "M  model.pt"
-    meta = json.loads(repo.out("show", ":model.pt"))
-    assert meta["parameters"]["layers.0.weight"]["theta_metadata"]["update_type"] == "low-rank"
+    meta = Metadata.loads(repo("show", ":model.pt").stdout)
+    assert meta.params["layers.0.weight"].update_type == "low-rank"
     got = load(os.path.join(repo.cwd, "model.pt"))
     assert torch.allclose(got["layers.0.weight"], new["layers.0.weight"], atol=1e-5)
     assert torch.equal(got["layers.0.bias"], new["layers.0.bias"])

@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from git_theta.metadata import Metadata
 from tests.helpers import assert_same_state, every_dtype, lfs_objects, load, save, small_model
 
 
@@ -29,7 +30,7 @@ def test_track_add_commit_checkout_each_version(repo, name):
         assert repo.status() == ""
     meta = json.loads(repo.out("show", f"HEAD:{name}"))
     assert meta["checkpoint"]["format"] == ("safetensors" if name.endswith("safetensors") else "pytorch")
-    assert set(meta["parameters"]) == set(versions[0])
+    assert set(Metadata.loads(repo("show", f"HEAD:{name}").stdout).params) == set(versions[0])
     for sha, sd in zip(shas, versions):
         repo("checkout", "-q", sha)
         assert repo.status() == ""

@@ -60,6 +60,16 @@ def stored(tmp_path_factory):
     return str(top), json.loads(meta.dumps())
 
 
+def as_version_1(doc: dict) -> dict:
+    """The same metadata as git-theta wrote it before version 2 (still read)."""
+    meta = Metadata.loads(json.dumps(doc).encode())
+    return {
+        "git_theta": {"metadata_version": 1},
+        "checkpoint": {"format": meta.format, "layout": meta.layout, "order": list(meta.params)},
+        "parameters": {name: e.to_json() for name, e in meta.params.items()},
+    }
+
+
 def _paths(doc, prefix=()):
     """Every (path of keys/indices) into a JSON document."""
     yield prefix
@@ -96,10 +106,12 @@ def _smudge_or_clear_error(data: bytes, top: str) -> None:
         assert "\n" not in str(exc).strip() and len(str(exc)) < 2000
 
 
+@pytest.mark.parametrize("version", [2, 1])
 @SETTINGS
-@given(st.data())
-def test_mutated_metadata_is_refused_cleanly(stored, data):
+@given(data=st.data())
+def test_mutated_metadata_is_refused_cleanly(stored, version, data):
     top, doc = stored
+    doc = doc if version == 2 else as_version_1(doc)
     paths = list(_paths(doc))
     path = data.draw(st.sampled_from(paths))
     action = data.draw(st.sampled_from(["delete", "replace"]))
@@ -129,7 +141,7 @@ def test_deeply_nested_metadata_is_refused(stored):
     with pytest.raises(ThetaError, match="nested too deeply"):
         Metadata.loads(nested, "m")
     # a chain of 100 `base` entries (past the 64 any real chain has): refused when loaded
-    long = copy.deepcopy(doc)
+    long = as_version_1(doc)
     entry = long["parameters"]["w"]
     for _ in range(100):
         entry = {
@@ -144,14 +156,25 @@ def test_deeply_nested_metadata_is_refused(stored):
 
 def test_huge_shape_is_refused_before_allocating(stored):
     top, doc = stored
-    bad = copy.deepcopy(doc)
+    bad = as_version_1(doc)
     bad["parameters"]["b"]["tensor_metadata"]["shape"] = [2**40, 2**40]
+    with pytest.raises(ThetaError, match="b"):
+        prepare(json.dumps(bad).encode(), "model.safetensors", top)(io.BytesIO())
+    bad = copy.deepcopy(doc)
+    row = next(r for r in bad["parameters"] if r[0] == "b")
+    row[2] = [2**40, 2**40]
     with pytest.raises(ThetaError, match="b"):
         prepare(json.dumps(bad).encode(), "model.safetensors", top)(io.BytesIO())
 
 
 def test_absurd_names_and_unknown_update_types(stored):
     top, doc = stored
+    for name in ("x" * 5000, "a\x00b"):
+        bad = copy.deepcopy(doc)
+        next(r for r in bad["parameters"] if r[0] == "b")[0] = name
+        with pytest.raises(ThetaError, match="name"):
+            Metadata.loads(json.dumps(bad).encode(), "m")
+    doc = as_version_1(doc)
     for name in ("x" * 5000, "a\x00b"):
         bad = copy.deepcopy(doc)
         bad["parameters"][name] = bad["parameters"].pop("b")
