@@ -22,6 +22,7 @@ CHECKPOINTS = [
     "tensorflow-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
     "hdf5 = git_theta.formats.hdf5:HDF5Checkpoint",
     "keras = git_theta.formats.keras:KerasCheckpoint",
+    "gguf = git_theta.formats.gguf_format:GGUFCheckpoint",
 ]
 UPDATES = [
     "auto = git_theta.updates.auto:AutoUpdate",
@@ -54,6 +55,7 @@ EXTRAS = {
     "flax": ["flax"],
     "keras": ["h5py"],
     "hdf5": ["h5py"],
+    "gguf": ["gguf"],
     "plot": ["matplotlib"],
     "transformers": ["transformers", "accelerate"],
     "lightning": ["lightning"],
