@@ -23,6 +23,7 @@ CHECKPOINTS = [
     "hdf5 = git_theta.formats.hdf5:HDF5Checkpoint",
     "keras = git_theta.formats.keras:KerasCheckpoint",
     "gguf = git_theta.formats.gguf_format:GGUFCheckpoint",
+    "onnx = git_theta.formats.onnx_format:ONNXCheckpoint",
 ]
 UPDATES = [
     "auto = git_theta.updates.auto:AutoUpdate",
@@ -56,6 +57,7 @@ EXTRAS = {
     "keras": ["h5py"],
     "hdf5": ["h5py"],
     "gguf": ["gguf"],
+    "onnx": ["onnx"],
     "plot": ["matplotlib"],
     "transformers": ["transformers", "accelerate"],
     "lightning": ["lightning"],

@@ -77,6 +77,7 @@ checkpoints: "Registry" = Registry(
         "hdf5": "git_theta.formats.hdf5:HDF5Checkpoint",
         "keras": "git_theta.formats.keras:KerasCheckpoint",
         "gguf": "git_theta.formats.gguf_format:GGUFCheckpoint",
+        "onnx": "git_theta.formats.onnx_format:ONNXCheckpoint",
     },
 )
 updates: "Registry" = Registry(
