@@ -22,17 +22,29 @@ def _gguf(tmp_dir) -> bytes:
     return open(path, "rb").read()
 
 
+def _onnx(tmp_dir) -> bytes:
+    from tests import onnxs
+
+    path = f"{tmp_dir}/m.onnx"
+    onnxs.save(path, onnxs.weights())
+    return open(path, "rb").read()
+
+
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory) -> list:
     pytest.importorskip("gguf")
-    return [("gguf", _gguf(tmp_path_factory.mktemp("gguf")))]
+    pytest.importorskip("onnx")
+    return [
+        ("gguf", _gguf(tmp_path_factory.mktemp("gguf"))),
+        ("onnx", _onnx(tmp_path_factory.mktemp("onnx"))),
+    ]
 
 
 def _read_or_refuse_exactly(fmt_name: str, blob: bytes) -> None:
-    _read_or_refuse(fmt_name, blob)
+    _read_or_refuse(fmt_name, blob)  # the checks every reader passes (one line, consistent tensors)
     fmt = by_name(fmt_name)
     try:
-        ck = fmt.read(memoryview(blob), "model")
+        ck = fmt.read(memoryview(blob), "model.onnx" if fmt_name == "onnx" else "model")
     except ThetaError:
         return
     out = io.BytesIO()
@@ -43,8 +55,7 @@ def _read_or_refuse_exactly(fmt_name: str, blob: bytes) -> None:
         out,
         "m",
     )
-    if fmt_name == "gguf":
-        assert out.getvalue() == blob
+    assert out.getvalue() == blob  # both formats keep every byte they do not parse
 
 
 @SETTINGS
