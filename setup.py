@@ -22,6 +22,8 @@ CHECKPOINTS = [
     "tensorflow-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
     "hdf5 = git_theta.formats.hdf5:HDF5Checkpoint",
     "keras = git_theta.formats.keras:KerasCheckpoint",
+    "gguf = git_theta.formats.gguf_format:GGUFCheckpoint",
+    "onnx = git_theta.formats.onnx_format:ONNXCheckpoint",
 ]
 UPDATES = [
     "auto = git_theta.updates.auto:AutoUpdate",
@@ -54,6 +56,8 @@ EXTRAS = {
     "flax": ["flax"],
     "keras": ["h5py"],
     "hdf5": ["h5py"],
+    "gguf": ["gguf"],
+    "onnx": ["onnx"],
     "plot": ["matplotlib"],
     "transformers": ["transformers", "accelerate"],
     "lightning": ["lightning"],

@@ -76,6 +76,8 @@ checkpoints: "Registry" = Registry(
         "tensorflow": "git_theta.formats.tf_bundle:TensorFlowCheckpoint",
         "hdf5": "git_theta.formats.hdf5:HDF5Checkpoint",
         "keras": "git_theta.formats.keras:KerasCheckpoint",
+        "gguf": "git_theta.formats.gguf_format:GGUFCheckpoint",
+        "onnx": "git_theta.formats.onnx_format:ONNXCheckpoint",
     },
 )
 updates: "Registry" = Registry(

@@ -22,6 +22,7 @@ from git_theta.commands.fetch import checkout_models
 from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
 from git_theta.filter.previous import by_content
+from git_theta.formats.detect import by_name
 from git_theta.git import repo
 from git_theta.git.commit import commit_paths, current_branch_ref, index_turn, write_blob
 from git_theta.logs import get_logger
@@ -29,7 +30,7 @@ from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage import objects_lock
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage.packs import SMALL_BYTES, store_all
-from git_theta.tensor import RawTensor
+from git_theta.tensor import RawTensor, TensorSpec
 from git_theta.updates import chain, objects_of
 from git_theta.updates.auto import AutoUpdate
 from git_theta.updates.delta import DeltaUpdate
@@ -94,6 +95,8 @@ def store_state(
     else:
         fmt_name = prev.format if prev is not None else format_for_path(rel)
         layout = layout_for(fmt_name, dict(tree), tensors, rel)
+    specs = [TensorSpec(n, t.dtype, tuple(t.shape)) for n, t in tensors.items()]
+    by_name(fmt_name).check_specs(layout, specs, rel)  # what could not be checked out is refused now
     old = prev.params if prev is not None else {}
 
     digests = dict(

@@ -35,6 +35,11 @@ class ParamChange:
         return self.old is not None and self.new is not None and self.old.shape != self.new.shape
 
     @property
+    def encoded(self) -> bool:
+        """Quantized blocks on either side: bytes, not values, so no change numbers."""
+        return any(info is not None and info.encoded for info in (self.old, self.new))
+
+    @property
     def dtype_changed(self) -> bool:
         return self.old is not None and self.new is not None and self.old.dtype != self.new.dtype
 
@@ -155,7 +160,7 @@ def compare(
     for name, info in old.params.items():
         if name not in new.params:
             changes.append(ParamChange(name, "removed", info, None))
-    measurable = [c for c in changes if c.status == "modified" and not c.shape_changed]
+    measurable = [c for c in changes if c.status == "modified" and not c.shape_changed and not c.encoded]
     if with_numbers and measurable:
         names = [c.name for c in measurable]
         old.prefetch(names)

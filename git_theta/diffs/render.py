@@ -69,16 +69,18 @@ def summary_line(diff: ModelDiff) -> str:
 def change_line(change: ParamChange, color: bool, unstored: str | None = WORKING_TREE) -> str:
     status = _paint(f"{change.status:<8}", change.status, color)
     if change.status == "added":
-        return f"  {status} {change.name}  {fmt_shape(change.new.dtype, change.new.shape)}"
+        return f"  {status} {change.name}  {change.new.shown}"
     if change.status == "removed":
-        return f"  {status} {change.name}  {fmt_shape(change.old.dtype, change.old.shape)}"
+        return f"  {status} {change.name}  {change.old.shown}"
     old, new = change.old, change.new
-    shape = fmt_shape(new.dtype, new.shape)
-    if change.shape_changed or change.dtype_changed:
-        shape = f"{fmt_shape(old.dtype, old.shape)} -> {shape}"
+    shape = new.shown
+    if old.shown != new.shown:
+        shape = f"{old.shown} -> {shape}"
     parts = [f"  {status} {change.name}  {shape}", new.update_type or unstored or WORKING_TREE]
     if change.shape_changed:
         parts.append("(shape changed)")
+    if change.encoded:
+        parts.append("(quantized blocks: values not compared)")
     n = change.numbers
     if n is not None:
         parts += [
@@ -137,7 +139,7 @@ def stat(diff: ModelDiff, color: bool = False, threshold: float | None = None) -
         if c.numbers is not None:
             detail = f"rel {_num(c.numbers.relative, '.3e')}  changed {c.numbers.changed_fraction:6.1%}"
         elif c.shape_changed:
-            detail = f"{fmt_shape(c.old.dtype, c.old.shape)} -> {fmt_shape(c.new.dtype, c.new.shape)}"
+            detail = f"{c.old.shown} -> {c.new.shown}"
         else:
             detail = c.status
         lines.append(f" {c.name:<{width}} | {_paint(detail, c.status, color)}")
@@ -163,7 +165,5 @@ def listing(side: ModelSide) -> str:
     stored = sum({p.oid: p.size for p in side.params.values()}.values())
     lines = [f"git-theta {side.format} checkpoint: {len(side.params)} parameters, {fmt_bytes(stored)} stored"]
     for name, p in side.params.items():
-        lines.append(
-            f"{name}  {fmt_shape(p.dtype, p.shape)}  {p.update_type}  {fmt_bytes(p.size)}  sha256:{p.hash[:16]}"
-        )
+        lines.append(f"{name}  {p.shown}  {p.update_type}  {fmt_bytes(p.size)}  sha256:{p.hash[:16]}")
     return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from git_theta.errors import ThetaError
 from git_theta.filter.smudge import ensure_objects
-from git_theta.formats.detect import detect
+from git_theta.formats.detect import detect, encoded_tensors
 from git_theta.metadata import Metadata, is_metadata
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
@@ -22,6 +22,12 @@ class ParamInfo:
     update_type: str | None = None  # None for a working-tree file: not stored yet
     oid: str | None = None
     size: int = 0  # bytes stored for it
+    encoded: str | None = None  # quantized blocks: their type and logical shape, e.g. "Q4_K[64, 256]"
+
+    @property
+    def shown(self) -> str:
+        """Type and shape as diffs show them: the encoding's for quantized blocks."""
+        return self.encoded or f"{self.dtype}[{', '.join(str(s) for s in self.shape)}]"
 
 
 WORKING_TREE = "working tree"
@@ -54,8 +60,9 @@ class StoredSide(ModelSide):
     """Metadata from git; tensors are decoded from the LFS store (fetched if missing)."""
 
     def __init__(self, path: str, meta: Metadata, store: LfsStore, cwd: str | None = None):
+        encoded = encoded_tensors(meta.format, meta.layout)
         params = {
-            n: ParamInfo(e.dtype, tuple(e.shape), e.hash, e.update_type, *e.stored_piece())
+            n: ParamInfo(e.dtype, tuple(e.shape), e.hash, e.update_type, *e.stored_piece(), encoded.get(n))
             for n, e in meta.params.items()
         }
         super().__init__(path, params, meta.format)
@@ -76,8 +83,9 @@ class FileSide(ModelSide):
     def __init__(self, path: str, data, where: str = WORKING_TREE):
         fmt = detect(path, bytes(data[:64]))
         checkpoint = fmt.read(memoryview(data), path)
+        encoded = fmt.encoded_tensors(checkpoint.layout)
         params = {
-            n: ParamInfo(t.dtype, tuple(t.shape), hashlib.sha256(t.data).hexdigest())
+            n: ParamInfo(t.dtype, tuple(t.shape), hashlib.sha256(t.data).hexdigest(), encoded=encoded.get(n))
             for n, t in checkpoint.tensors.items()
         }
         super().__init__(path, params, fmt.name)

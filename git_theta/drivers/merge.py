@@ -95,7 +95,8 @@ def merge_files(ancestor: str, ours: str, theirs: str, path: str) -> int:
         if terminal is None:
             click.echo(f"git-theta: {path}: {len(unresolved)} parameter(s) changed on both sides:", err=True)
             for c in unresolved[:50]:
-                click.echo(f"  {c.name} ({c.state})", err=True)
+                only_sides = f"; {c.encoded} is quantized: only take_us/take_them/take_original apply"
+                click.echo(f"  {c.name} ({c.state}{only_sides if c.encoded else ''})", err=True)
             click.echo(
                 "git-theta: resolve with GIT_THETA_MERGE_STRATEGY=<strategy> or "
                 '`git config --add theta.merge.rule "PATTERN=STRATEGY"` and merge again, '

@@ -46,6 +46,19 @@ class CheckpointFormat(ABC):
     def claims_path(cls, path: str) -> bool:
         return os.path.splitext(path)[1].lower() in cls.extensions
 
+    def encoded_tensors(self, layout: dict) -> dict[str, str]:
+        """Tensors whose bytes encode values rather than hold them (quantized blocks), mapped to
+        how diffs show their type and shape (`Q4_K[4096, 4096]`). Diff numbers and arithmetic
+        merges leave these alone: only taking a side is meaningful for them."""
+        return {}
+
+    def check_specs(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
+        """Raise CheckpointError when `write` could not write these tensors with this layout.
+
+        Called before tensors that never were a file (`git_theta.save`) are committed, so a
+        commit that could not be checked out is refused up front."""
+        return None
+
     @abstractmethod
     def read(self, data: memoryview, path: str) -> Checkpoint:
         """Parse a whole checkpoint held in memory; tensors may be views into `data`."""

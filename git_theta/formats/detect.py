@@ -3,13 +3,22 @@
 import subprocess
 
 from git_theta import config, plugins
-from git_theta.errors import CheckpointError
+from git_theta.errors import CheckpointError, ThetaError
 from git_theta.formats.base import CheckpointFormat
 
 
 def by_name(name: str) -> CheckpointFormat:
     """The format registered under `name` (aliases such as `pickled-dict` included)."""
     return plugins.checkpoints.get(name)()
+
+
+def encoded_tensors(fmt_name: str | None, layout: dict) -> dict[str, str]:
+    """The quantized (encoded) tensors of a stored checkpoint, by its format; none when the
+    format is not installed here or its layout is not what it expects."""
+    try:
+        return by_name(fmt_name).encoded_tensors(layout) if fmt_name else {}
+    except (ThetaError, LookupError, TypeError, ValueError):
+        return {}
 
 
 def attribute(path: str) -> str | None:

@@ -45,12 +45,18 @@ class MergeStrategy(ABC):
     args: tuple[Arg, ...] = ()
     needs: tuple[str, ...] = ()  # sides that must be present: "ancestor", "ours", "theirs"
 
-    def applicable(self, state: str, sides_present: set[str], same_shape: bool = True) -> bool:
+    def applicable(
+        self, state: str, sides_present: set[str], same_shape: bool = True, encoded: bool = False
+    ) -> bool:
+        """Whether this strategy can resolve a conflict; `encoded`: the tensor is quantized blocks
+        (GGUF Q4_K, ...), whose bytes arithmetic would garble, so only taking a side applies."""
         return (
-            state in self.applies_to and set(self.needs) <= sides_present and (same_shape or not self._arith)
+            state in self.applies_to
+            and set(self.needs) <= sides_present
+            and ((same_shape and not encoded) or not self._arith)
         )
 
-    _arith = False  # arithmetic strategies need equal shapes
+    _arith = False  # arithmetic strategies need equal shapes and plain (not quantized) values
 
     def parse_args(self, raw: dict[str, str]) -> dict:
         """Typed arguments from strings; unknown names or bad values are errors before any work."""

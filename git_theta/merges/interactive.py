@@ -54,14 +54,16 @@ def ask(conflicts: list[Conflict], store: LfsStore, path: str, terminal) -> dict
         usable = [
             s
             for s in strategies
-            if s.applicable(c.state, c.present(), c.same_shape()) and s.name != "context"
+            if s.applicable(c.state, c.present(), c.same_shape(), encoded=bool(c.encoded))
+            and s.name != "context"
         ]
         if sticky is not None and any(type(s) is type(sticky.strategy) for s in usable):
             chosen[c.name] = sticky
             continue
         sides = sides_of(c, store)
         entry = c.ours or c.theirs or c.ancestor
-        say(f"\n[{i}/{len(conflicts)}] {c.name}  {entry.dtype}{list(entry.shape)}  ({c.state})\n")
+        shown = f"{c.encoded} (quantized: take a side)" if c.encoded else f"{entry.dtype}{list(entry.shape)}"
+        say(f"\n[{i}/{len(conflicts)}] {c.name}  {shown}  ({c.state})\n")
         say(
             f"  ours:   {_change(sides.ours, sides.ancestor)}\n  theirs: {_change(sides.theirs, sides.ancestor)}\n"
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from git_theta import plugins
 from git_theta.errors import ThetaError
+from git_theta.formats.detect import encoded_tensors
 from git_theta.merges.base import BOTH_ADDED, BOTH_MODIFIED, DELETED_OURS, DELETED_THEIRS, MergeStrategy
 from git_theta.merges.layout import merge_layouts
 from git_theta.metadata import Metadata, ParamEntry
@@ -23,6 +24,7 @@ class Conflict:
     ancestor: ParamEntry | None
     ours: ParamEntry | None
     theirs: ParamEntry | None
+    encoded: str | None = None  # quantized blocks ("Q4_K[64, 256]"): only a side can be taken
 
     def present(self) -> set[str]:
         return {s for s in ("ancestor", "ours", "theirs") if getattr(self, s) is not None}
@@ -75,6 +77,10 @@ def plan(base: Metadata | None, ours: Metadata, theirs: Metadata) -> Plan:
     base_params = base.params if base else {}
     order = list(ours.params) + [n for n in theirs.params if n not in ours.params]
     result = _plan_structure(base, ours, theirs, order)
+    encoded = {}
+    for meta in (base, theirs, ours):  # ours last: its description wins
+        if meta is not None:
+            encoded.update(encoded_tensors(meta.format, meta.layout))
     for name in order:
         o, a, b = base_params.get(name), ours.params.get(name), theirs.params.get(name)
         if _same(a, b):
@@ -89,7 +95,7 @@ def plan(base: Metadata | None, ours: Metadata, theirs: Metadata) -> Plan:
                 if o is None
                 else DELETED_OURS if a is None else DELETED_THEIRS if b is None else BOTH_MODIFIED
             )
-            result.conflicts.append(Conflict(name, state, o, a, b))
+            result.conflicts.append(Conflict(name, state, o, a, b, encoded.get(name)))
             continue
         if pick is not None:
             result.merged[name] = pick
@@ -153,6 +159,8 @@ def rule_for(conflict: Conflict, rules: list[tuple[str, Choice]], default: Choic
     for choice in candidates:
         if isinstance(choice.strategy, Context) and not choice.strategy.side_for(conflict.name):
             continue
-        if choice.strategy.applicable(conflict.state, conflict.present(), conflict.same_shape()):
+        if choice.strategy.applicable(
+            conflict.state, conflict.present(), conflict.same_shape(), encoded=bool(conflict.encoded)
+        ):
             return choice
     return None
