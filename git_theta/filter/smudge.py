@@ -67,11 +67,12 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
     ensure_objects(meta, store, cwd, path)
     fmt = by_name(meta.format)
     specs = [TensorSpec(name, e.dtype, tuple(e.shape)) for name, e in meta.params.items()]
+    fmt.check_layout(meta.layout, specs, path)  # from a file anyone may commit: before any output
 
     def write(out: BinaryIO) -> None:
         try:
             fmt.write(meta.layout, specs, load_tensors(meta, store, path), out, path)
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError) as exc:
             # the layout comes from the metadata file, which may have been edited by hand
             raise ThetaError(
                 f"the checkpoint layout in its metadata is malformed ({shorten(str(exc), 120)}); "

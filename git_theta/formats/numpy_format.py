@@ -15,7 +15,8 @@ from typing import BinaryIO
 import numpy as np
 
 from git_theta import dtypes
-from git_theta.errors import CheckpointError
+from git_theta.errors import CheckpointError, shorten
+from git_theta.formats import layout as checks
 from git_theta.formats import zipio
 from git_theta.formats.base import Checkpoint, CheckpointFormat
 from git_theta.tensor import RawTensor, TensorSpec
@@ -110,6 +111,33 @@ class NumpyCheckpoint(CheckpointFormat):
             tensors[name], arrays[name] = parse_npy(content, path, name)
         compressed = any(method == zipfile.ZIP_DEFLATED for _, method, _ in entries)
         return Checkpoint(tensors, {"container": "npz", "compressed": compressed, "arrays": arrays})
+
+    def check_layout(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
+        super().check_layout(layout, specs, path)
+        container = layout.get("container", "npz")
+        arrays = layout.get("arrays", {})
+        if container not in ("npy", "npz") or not isinstance(arrays, dict):
+            raise checks.fail(f"container {shorten(container)} or its arrays", path)
+        if container == "npy" and [s.name for s in specs] != [SINGLE]:
+            raise checks.fail("an .npy file holds exactly one array", path)
+        if not isinstance(layout.get("compressed", False), bool):
+            raise checks.fail("compressed is not true/false", path)
+        for spec in specs:
+            how = arrays.get(spec.name, {})
+            if not isinstance(how, dict) or how.get("version", 1) not in (1, 2, 3):
+                raise checks.fail(f"array {spec.name!r:.60}: bad version", path)
+            if not isinstance(how.get("fortran_order", False), bool):
+                raise checks.fail(f"array {spec.name!r:.60}: fortran_order is not true/false", path)
+            if "descr" in how:
+                # the stored bits are written as they are: the descr may only change byte order
+                try:
+                    ok = isinstance(how["descr"], str) and np.dtype(how["descr"]).newbyteorder(
+                        "<"
+                    ) == dtypes.get(spec.dtype).numpy().newbyteorder("<")
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok:
+                    raise checks.fail(f"array {spec.name!r:.60}: descr {shorten(how['descr'])}", path)
 
     def write(
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str

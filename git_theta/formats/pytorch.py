@@ -9,8 +9,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from git_theta import parallel
+from git_theta import dtypes, parallel
 from git_theta.errors import CheckpointError
+from git_theta.formats import layout as layout_checks
 from git_theta.formats import torch_pickle, zipio
 from git_theta.formats.base import Checkpoint, CheckpointFormat
 from git_theta.tensor import RawTensor, TensorSpec, numel
@@ -120,6 +121,23 @@ class PyTorchCheckpoint(CheckpointFormat):
         tree, leaves = torch_pickle.to_tree(obj, path)
         tensors = {name: _materialize(ref, raw[ref.storage.key], path, name) for name, ref in leaves}
         return Checkpoint(tensors, {"container": "legacy", "tree": tree})
+
+    def check_layout(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
+        super().check_layout(layout, specs, path)
+        if layout.get("container", "zip") not in ("zip", "legacy"):
+            raise layout_checks.fail(f"unknown container {layout.get('container')!r:.40}", path)
+        if layout.get("archive") is not None:
+            layout_checks.check_plain_name(layout["archive"], "archive name", path)
+        tree = layout.get("tree")
+        if tree is not None:
+            found = torch_pickle.check_tree(tree, path)
+            layout_checks.check_leaves(found, [s.name for s in specs], path, ordered=False)
+        if layout.get("container") == "legacy":
+            for s in specs:
+                if dtypes.get(s.dtype).torch_storage is None:
+                    raise layout_checks.fail(
+                        f"dtype {s.dtype} cannot be written in torch's legacy format", path
+                    )
 
     def write(
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 
 from git_theta import dtypes
-from git_theta.errors import CheckpointError
+from git_theta.errors import CheckpointError, shorten
 
 SEPARATOR = "/"
 
@@ -304,6 +304,9 @@ class TreePickler:
         self.out.write(b)
 
     def _global(self, module: str, name: str) -> None:
+        # GLOBAL is newline-terminated text: only fixed names or names from our own tables
+        if not (module.replace(".", "_").isidentifier() and name.isidentifier()):
+            raise CheckpointError(f"refusing to write {shorten(module + '.' + name)} into a pickle")
         self._w(_GLOBAL + module.encode() + b"\n" + name.encode() + b"\n")
 
     def _int(self, v: int) -> None:
@@ -461,7 +464,7 @@ class TreePickler:
             self._str(n["device"])
             self._w(_TUPLE + _REDUCE)
         elif "dtype" in n:
-            self._global("torch", n["dtype"])
+            self._global("torch", dtypes.DTYPES[n["dtype"]].name)  # our table's spelling, never the file's
         elif "float" in n:
             self._scalar(float.fromhex(n["float"]))
         elif "bytes" in n:
@@ -473,3 +476,79 @@ class TreePickler:
             self._w(_TUPLE + _REDUCE)
         else:
             raise CheckpointError(f"unknown node in checkpoint tree: {sorted(n)}")
+
+
+# ---------------------------------------------------------------------------- layout check
+
+_FLAGS = ("requires_grad", "parameter")
+
+
+def check_tree(tree, path: str) -> list[str]:
+    """Check a tree from metadata node by node against what TreePickler emits; return its tensor
+    leaves in pickle order. Every text that would reach a pickle as a GLOBAL (dtype names) comes
+    from an allow-list; other strings are length-prefixed (binary-safe) opcodes."""
+    from git_theta.formats import layout as checks
+
+    checks.check_bounded(tree, path)
+    names: list[str] = []
+
+    def node(n, prefix) -> None:
+        if n is None or isinstance(n, (bool, int, str, float)):
+            return
+        if isinstance(n, list):
+            raise checks.fail("a list where a node belongs", path)
+        if not isinstance(n, dict):
+            raise checks.fail(f"a node of type {type(n).__name__}", path)
+        if "tensor" in n:
+            if not isinstance(n["tensor"], str) or set(n) - {"tensor", *_FLAGS}:
+                raise checks.fail(f"tensor leaf {shorten(n)}", path)
+            if any(not isinstance(n.get(f, False), bool) for f in _FLAGS):
+                raise checks.fail("tensor flags are not true/false", path)
+            names.append(n["tensor"])
+            return
+        kinds = [k for k in n if k != "attrs"]
+        if len(kinds) != 1 or (
+            "attrs" in n and kinds[0] not in ("odict", "dict", "odict_of_tensors", "dict_of_tensors")
+        ):
+            raise checks.fail(f"node with keys {shorten(sorted(n))}", path)
+        kind, value = kinds[0], n[kinds[0]]
+        if kind.endswith("_of_tensors"):
+            if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+                raise checks.fail(f"{kind} is not a list of names", path)
+            names.extend(_join(prefix, k) for k in value)
+        elif kind in ("odict", "dict"):
+            if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+                raise checks.fail(f"{kind} is not a list of pairs", path)
+            for k, v in value:
+                if isinstance(k, list) or (isinstance(k, dict) and "tensor" in k):
+                    raise checks.fail("a list or a tensor as a key", path)
+                node(k, None)
+                node(v, _join(prefix, _key_value(k)))
+        elif kind in ("list", "tuple", "set", "frozenset"):
+            if not isinstance(value, list):
+                raise checks.fail(f"{kind} is not a list", path)
+            for i, v in enumerate(value):
+                node(v, _join(prefix, i))
+        elif kind == "size":
+            if not isinstance(value, list) or not all(type(v) is int for v in value):
+                raise checks.fail("size is not a list of integers", path)
+        elif kind == "device":
+            checks.check_text(value, "device", path, 100)
+        elif kind == "dtype":
+            if value not in dtypes.DTYPES:
+                raise checks.fail(f"dtype {shorten(value)} is not a torch dtype", path)
+        elif kind == "float":
+            checks.check_float_hex(value, "float", path)
+        elif kind == "bytes":
+            checks.check_base64(value, "bytes", path)
+        else:
+            raise checks.fail(f"unknown node {shorten(kind)}", path)
+        attrs = n.get("attrs")
+        if attrs is not None:
+            if not isinstance(attrs, dict):
+                raise checks.fail("attrs is not a map", path)
+            for v in attrs.values():
+                node(v, _join(prefix, "@attrs"))
+
+    node(tree, None)
+    return names

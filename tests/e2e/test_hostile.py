@@ -1,0 +1,72 @@
+"""End to end: hostile commits and files (issue 19) are refused in one line, never obeyed.
+
+Each test crafts what an attacker would commit or send with plain git plumbing (tests.hostile)
+and drives real git and git-lfs in a temporary repository.
+"""
+
+import os
+import subprocess
+import sys
+
+import torch
+
+from tests.helpers import commit_tracked_model, small_model
+from tests.hostile import checkout_again, commit_metadata, metadata_at, one_line_error
+
+# GLOBAL torch\n<S>\n with S holding a newline: POP the dtype, call os.system, leave builtins.str
+_INJECTED = "float32\n0cos\nsystem\n(Vtouch {marker}\ntR0cbuiltins\nstr"
+
+
+def test_layout_dtype_cannot_inject_pickle_opcodes(repo, tmp_path):
+    commit_tracked_model(repo, small_model())
+    marker = tmp_path / "pwned"
+    doc = metadata_at(repo)
+    tree = doc["checkpoint"]["layout"]["tree"]
+    names = tree.pop("odict_of_tensors")
+    tree["odict"] = [[n, {"tensor": n}] for n in names] + [["x", {"dtype": _INJECTED.format(marker=marker)}]]
+    commit_metadata(repo, doc)
+    proc = checkout_again(repo)
+    path = os.path.join(repo.cwd, "model.pt")
+    if os.path.exists(path) and open(path, "rb").read(2) == b"PK":
+        # whatever was written must not run code even when loaded with weights_only=False
+        code = f"import torch; torch.load({path!r}, weights_only=False)"
+        subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert not marker.exists()
+    err = one_line_error(proc)
+    assert "model.pt: the checkpoint layout in its metadata is malformed" in err
+    assert "not a torch dtype" in err
+
+
+def test_layout_fields_reaching_writers_are_checked(repo):
+    commit_tracked_model(repo, small_model())
+    good = metadata_at(repo)
+    for mutate in (
+        lambda lay: lay.update(archive="../../evil"),
+        lambda lay: lay.update(archive="a\nb"),
+        lambda lay: lay.update(container="other"),
+        lambda lay: lay["tree"].update(attrs=[1]),
+        lambda lay: lay.update(tree={"odict": [["a", {"tensor": "nope"}]]}),
+        lambda lay: lay.update(tree={"list": [{"device": "cpu\n"}]}),
+        lambda lay: lay.update(tree={"list": [{"float": "zz"}]}),
+        lambda lay: lay.update(tree=_deep(300)),
+    ):
+        doc = {**good, "checkpoint": {**good["checkpoint"], "layout": _copy(good["checkpoint"]["layout"])}}
+        mutate(doc["checkpoint"]["layout"])
+        commit_metadata(repo, doc)
+        err = one_line_error(checkout_again(repo))
+        assert "layout in its metadata is malformed" in err or "nested too deeply" in err, err
+    repo("reset", "-q", "--hard", "HEAD~8")
+    assert torch.load(os.path.join(repo.cwd, "model.pt"), weights_only=True).keys() == small_model().keys()
+
+
+def _copy(obj):
+    import json
+
+    return json.loads(json.dumps(obj))
+
+
+def _deep(n: int) -> dict:
+    node: dict = {"list": []}
+    for _ in range(n):
+        node = {"list": [node]}
+    return node
