@@ -21,6 +21,8 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "direct_io": ("GIT_THETA_DIRECT_IO", "theta.directIo", "auto"),  # objects skip the page cache
     # background saves of one path that may wait behind the one running before save() blocks
     "save_queue": ("GIT_THETA_SAVE_QUEUE", "theta.saveQueue", "1"),
+    # rebuilt tensors are checked against their metadata's content hash (fsck always checks)
+    "verify": ("GIT_THETA_VERIFY", "theta.verify", "1"),
 }
 
 

@@ -70,3 +70,50 @@ def _deep(n: int) -> dict:
     for _ in range(n):
         node = {"list": [node]}
     return node
+
+
+def _swap_content(doc: dict, victim: str, source: str) -> None:
+    """Point `victim` at `source`'s stored data, keeping victim's content hash (the attack)."""
+    params = doc["parameters"]
+    v, s = params[victim], params[source]
+    v["lfs_metadata"] = dict(s["lfs_metadata"])
+    v["theta_metadata"] = dict(s["theta_metadata"])
+
+
+def test_content_hash_is_verified_on_checkout_fsck_and_re_add(repo):
+    sd = small_model()
+    path = commit_tracked_model(repo, sd)
+    good = metadata_at(repo)
+    doc = metadata_at(repo)
+    _swap_content(doc, "layers.0.weight", "layers.1.weight")
+    commit_metadata(repo, doc)
+
+    fsck = repo.theta("fsck", "--no-fetch", check=False)
+    assert fsck.returncode == 1
+    assert "'layers.0.weight'" in fsck.stderr.decode() and "content hash" in fsck.stderr.decode()
+
+    err = one_line_error(checkout_again(repo))
+    assert "layers.0.weight" in err and "does not match the content hash" in err
+    assert not os.path.exists(path) or torch.equal(
+        torch.load(path, weights_only=True)["layers.0.weight"], sd["layers.0.weight"]
+    )
+    # the setting turns the check off (and shows what the attack did)
+    env = {**repo.env, "GIT_THETA_VERIFY": "0"}
+    subprocess.run(["git", "checkout", "--", "model.pt"], cwd=repo.cwd, env=env, check=True)
+    assert torch.equal(torch.load(path, weights_only=True)["layers.0.weight"], sd["layers.1.weight"])
+
+    # re-adding the honest file must not keep the attacker's entry (clean reuses by hash)
+    torch.save(sd, path)
+    repo("add", "model.pt")
+    repo("commit", "-qm", "honest again")
+    fixed = metadata_at(repo)["parameters"]["layers.0.weight"]
+    attacked = doc["parameters"]["layers.0.weight"]
+    assert (fixed["lfs_metadata"], fixed["theta_metadata"]) != (
+        attacked["lfs_metadata"],
+        attacked["theta_metadata"],
+    )
+    assert fixed["tensor_metadata"] == good["parameters"]["layers.0.weight"]["tensor_metadata"]
+    problems = repo.theta("fsck", "--no-fetch", check=False).stderr.decode()
+    assert repo.out("rev-parse", "HEAD")[:10] not in problems and "index" not in problems
+    checkout_again(repo)
+    assert torch.equal(torch.load(path, weights_only=True)["layers.0.weight"], sd["layers.0.weight"])
