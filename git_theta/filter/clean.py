@@ -14,8 +14,8 @@ from git_theta.filter.previous import by_content, previous_metadata, tracked_con
 from git_theta.formats.detect import detect
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
-from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage import verified
+from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage.packs import store_all
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry, objects_of
