@@ -19,14 +19,22 @@ from git_theta.errors import CheckpointError, shorten
 SEPARATOR = "/"
 
 
+class _NoBuild:
+    """Objects the unpickler hands out refuse pickle's BUILD (setting their state): a file may
+    only fill in objects it built itself (an OrderedDict's attributes), never ours."""
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(f"refusing to set the state of a {type(self).__name__}")
+
+
 @dataclass
-class StorageType:
+class StorageType(_NoBuild):
     dtype: dtypes.DType | None  # None: UntypedStorage (bytes; the tensor says its dtype)
     name: str
 
 
 @dataclass
-class StorageRef:
+class StorageRef(_NoBuild):
     key: str
     stype: StorageType
     numel: int
@@ -34,7 +42,7 @@ class StorageRef:
 
 
 @dataclass
-class TensorRef:
+class TensorRef(_NoBuild):
     storage: StorageRef
     offset: int
     size: tuple
@@ -45,7 +53,7 @@ class TensorRef:
 
 
 @dataclass(frozen=True)
-class _Marker:
+class _Marker(_NoBuild):
     kind: str  # "size", "device", "dtype"
     value: object
 
@@ -95,6 +103,27 @@ for _dt in dtypes.DTYPES.values():
         _ALLOWED[("torch", _dt.torch_storage)] = StorageType(_dt, _dt.torch_storage)
 
 
+class _Global(_NoBuild):
+    """An allowed callable as the pickle sees it: callable, with no state a BUILD could change."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
+def _fresh(value):
+    """A new object per lookup, so nothing a file does to it outlives that file's load."""
+    if isinstance(value, _Marker):
+        return _Marker(value.kind, value.value)
+    if isinstance(value, StorageType):
+        return StorageType(value.dtype, value.name)
+    return _Global(value)
+
+
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler that builds references, never objects from arbitrary globals."""
 
@@ -105,7 +134,7 @@ class SafeUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         try:
-            return _ALLOWED[(module, name)]
+            return _fresh(_ALLOWED[(module, name)])
         except KeyError:
             raise CheckpointError(
                 f"refusing to load: the checkpoint needs code ({module}.{name}) to unpickle; "

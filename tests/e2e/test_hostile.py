@@ -117,3 +117,49 @@ def test_content_hash_is_verified_on_checkout_fsck_and_re_add(repo):
     assert repo.out("rev-parse", "HEAD")[:10] not in problems and "index" not in problems
     checkout_again(repo)
     assert torch.equal(torch.load(path, weights_only=True)["layers.0.weight"], sd["layers.0.weight"])
+
+
+def _legacy_build_on_uint16() -> bytes:
+    """A legacy torch file whose pickle sets the state of the torch.uint16 global to int16."""
+    import pickle
+
+    from git_theta.formats.pytorch import LEGACY_MAGIC, LEGACY_PROTOCOL, _SYS_INFO
+
+    main = (
+        b"\x80\x02}(X\x01\x00\x00\x00x"
+        + b"ctorch\nuint16\n"
+        + b"}X\x05\x00\x00\x00valueX\x05\x00\x00\x00int16sb"  # BUILD {"value": "int16"} on it
+        + b"u."
+    )
+    head = b"".join(pickle.dumps(x, protocol=2) for x in (LEGACY_MAGIC, LEGACY_PROTOCOL, _SYS_INFO))
+    return head + main + pickle.dumps([], protocol=2)
+
+
+def test_a_file_cannot_change_how_the_next_file_is_read(repo):
+    repo.theta("track", "*.pt")
+    with open(os.path.join(repo.cwd, "a.pt"), "wb") as f:
+        f.write(_legacy_build_on_uint16())
+    honest = {"w": torch.arange(5, dtype=torch.int32).to(torch.uint16) * 9000}
+    torch.save(honest, os.path.join(repo.cwd, "b.pt"))
+    err = one_line_error(repo("add", "-A", check=False))  # one filter process reads a.pt, then b.pt
+    assert "a.pt" in err and "refusing to set the state" in err
+    os.remove(os.path.join(repo.cwd, "a.pt"))
+    repo("add", "-A")
+    repo("commit", "-qm", "b")
+    assert metadata_at(repo, "b.pt")["parameters"]["w"]["tensor_metadata"]["dtype"] == "uint16"
+
+
+def test_no_state_survives_from_one_file_to_the_next_in_a_process():
+    from git_theta.errors import CheckpointError
+    from git_theta.formats.pytorch import PyTorchCheckpoint
+
+    fmt = PyTorchCheckpoint()
+    try:
+        fmt.read(memoryview(_legacy_build_on_uint16()), "a.pt")
+    except CheckpointError:
+        pass
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.arange(3, dtype=torch.int32).to(torch.uint16)}, buf)
+    assert fmt.read(memoryview(buf.getvalue()), "b.pt").tensors["w"].dtype == "uint16"
