@@ -123,7 +123,7 @@ def _legacy_build_on_uint16() -> bytes:
     """A legacy torch file whose pickle sets the state of the torch.uint16 global to int16."""
     import pickle
 
-    from git_theta.formats.pytorch import LEGACY_MAGIC, LEGACY_PROTOCOL, _SYS_INFO
+    from git_theta.formats.pytorch import _SYS_INFO, LEGACY_MAGIC, LEGACY_PROTOCOL
 
     main = (
         b"\x80\x02}(X\x01\x00\x00\x00x"
