@@ -44,6 +44,7 @@ def one_line_error(proc) -> str:
     """The stderr of a refused command, asserted to be short lines and no traceback."""
     err = proc.stderr.decode()
     assert proc.returncode != 0, err
+    assert err, f"exit {proc.returncode} with nothing on stderr"
     assert "Traceback" not in err, err
     assert all(len(line) <= 700 for line in err.splitlines()), err
     return err

@@ -205,10 +205,17 @@ def unpickle(data, path: str, reader: "_Reader | io.BytesIO | None" = None):
 # ---------------------------------------------------------------------------- object graph <-> tree
 
 
-def to_tree(obj, path: str) -> tuple[object, list[tuple[str, TensorRef]]]:
-    """Turn an unpickled object into (JSON-able tree, [(parameter name, TensorRef)] in order)."""
+MAX_TREE_NODES = 2_000_000  # a pickle's memo lets a few bytes name one list many times
+
+
+def to_tree(obj, path: str, budget: int = MAX_TREE_NODES) -> tuple[object, list[tuple[str, TensorRef]]]:
+    """Turn an unpickled object into (JSON-able tree, [(parameter name, TensorRef)] in order).
+
+    Shared references are expanded, so the walk is bounded (`budget` nodes): a small pickle
+    whose lists hold one list many times over, level after level, is refused, not expanded."""
     leaves: list[tuple[str, TensorRef]] = []
     seen: set[str] = set()
+    count = [0]
 
     def key_node(k):
         if isinstance(k, TensorRef):
@@ -220,6 +227,13 @@ def to_tree(obj, path: str) -> tuple[object, list[tuple[str, TensorRef]]]:
         return part if prefix is None else prefix + SEPARATOR + part
 
     def node(o, prefix: str | None):
+        count[0] += 1
+        if count[0] > budget:
+            raise CheckpointError(
+                f"checkpoint pickle expands to more than {budget} objects (shared references?); "
+                "save a plain state_dict",
+                path,
+            )
         if isinstance(o, TensorRef):
             name = prefix if prefix is not None else "@"
             if name in seen:

@@ -163,3 +163,71 @@ def test_no_state_survives_from_one_file_to_the_next_in_a_process():
     buf = io.BytesIO()
     torch.save({"w": torch.arange(3, dtype=torch.int32).to(torch.uint16)}, buf)
     assert fmt.read(memoryview(buf.getvalue()), "b.pt").tensors["w"].dtype == "uint16"
+
+
+def _run_capped(repo, args, memory: int = 3 << 30, seconds: int = 120):
+    """A git command under an address-space cap and a time limit: a regression fails, it does
+    not eat the machine."""
+    return subprocess.run(
+        ["timeout", str(seconds), "prlimit", f"--as={memory}", "git", *args],
+        cwd=repo.cwd,
+        env=repo.env,
+        capture_output=True,
+    )
+
+
+def _npz_with_member(payload: bytes, declared: int | None = None) -> bytes:
+    """An .npz whose one deflated member holds `payload`, its sizes declared as `declared`."""
+    import io
+    import struct
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("w.npy", payload)
+    raw = bytearray(buf.getvalue())
+    if declared is not None:
+        for sig, at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+            pos = raw.find(sig)
+            struct.pack_into("<I", raw, pos + at, declared)
+    return bytes(raw)
+
+
+def test_compressed_member_bombs_are_refused(repo):
+    import io
+
+    import numpy as np
+
+    repo.theta("track", "*.npz")
+    small = io.BytesIO()
+    np.save(small, np.zeros(10, np.float32))
+    header = small.getvalue()[:-40]
+    padded = header + b"\0" * (200 << 20)  # a header claiming 10 floats, then 200 MB of zeros
+    cases = {
+        "lies.npz": _npz_with_member(padded, declared=len(header) + 40),  # declares 168 bytes
+        "claims.npz": _npz_with_member(padded),  # declares the truth, header claims 168 bytes
+    }
+    for name, blob in cases.items():
+        assert len(blob) < 1 << 20
+        with open(os.path.join(repo.cwd, name), "wb") as f:
+            f.write(blob)
+        err = one_line_error(_run_capped(repo, ["add", name]))
+        assert f"{name}: zip member w.npy" in err
+    assert ".npz" not in repo.out("ls-files")
+
+
+def test_pickle_fan_out_is_bounded(repo):
+    import pickle
+
+    from git_theta.formats.pytorch import _SYS_INFO, LEGACY_MAGIC, LEGACY_PROTOCOL
+
+    obj: list = []
+    for _ in range(8):  # 10**8 list slots from a pickle of about 1.7 kB
+        obj = [obj] * 10
+    body = pickle.dumps({"w": obj}, protocol=2)
+    head = b"".join(pickle.dumps(x, protocol=2) for x in (LEGACY_MAGIC, LEGACY_PROTOCOL, _SYS_INFO))
+    repo.theta("track", "fan.pt")
+    with open(os.path.join(repo.cwd, "fan.pt"), "wb") as f:
+        f.write(head + body + pickle.dumps([], protocol=2))
+    err = one_line_error(_run_capped(repo, ["add", "fan.pt"], seconds=60))
+    assert "fan.pt: checkpoint pickle expands to more than" in err
