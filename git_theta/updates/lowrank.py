@@ -76,6 +76,7 @@ class LowRankUpdate(DeltaUpdate):
         return None
 
     def apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry, name: str) -> RawTensor:
+        self.check_apply(old, parts, entry, name)
         prev = old.numpy()
         r, c = parts["R"].numpy(), parts["C"].numpy()
         m, n = _matrix_shape(entry.shape)

@@ -231,3 +231,67 @@ def test_pickle_fan_out_is_bounded(repo):
         f.write(head + body + pickle.dumps([], protocol=2))
     err = one_line_error(_run_capped(repo, ["add", "fan.pt"], seconds=60))
     assert "fan.pt: checkpoint pickle expands to more than" in err
+
+
+def _craft_entry(doc: dict, name: str, oid: str, size: int, shape=None, theta=None) -> None:
+    entry = doc["parameters"][name]
+    if shape is not None:
+        entry["tensor_metadata"]["shape"] = shape
+    entry["lfs_metadata"].update(oid=oid, size=size)
+    entry["theta_metadata"] = theta or {"update_type": "dense", "codec": entry["theta_metadata"]["codec"]}
+
+
+def test_objects_too_small_for_what_metadata_claims_are_refused_before_allocating(repo):
+    import json
+
+    import msgpack
+
+    from tests.hostile import put_object
+
+    commit_tracked_model(repo, small_model())
+    zarray = {
+        "chunks": [2, 1048576],
+        "compressor": {"blocksize": 0, "clevel": 9, "cname": "lz4", "id": "blosc", "shuffle": 2},
+        "dimension_separator": ".",
+        "dtype": "<f4",
+        "fill_value": None,
+        "filters": None,
+        "order": "C",
+        "shape": [768, 1048576],
+        "zarr_format": 2,
+    }
+    blob = msgpack.packb({".zarray": json.dumps(zarray, separators=(",", ":")).encode()}, use_bin_type=True)
+    assert len(blob) < 300
+    oid, size = put_object(repo, blob)
+    doc = metadata_at(repo)
+    _craft_entry(doc, "head.weight", oid, size, shape=[768, 1048576])
+    commit_metadata(repo, doc)
+    os.remove(os.path.join(repo.cwd, "model.pt"))
+    err = one_line_error(_run_capped(repo, ["checkout", "--", "model.pt"], memory=2 << 30))
+    assert "head.weight" in err and "chunks its shape needs" in err
+    fsck = repo.theta("fsck", "--no-fetch", check=False)
+    assert fsck.returncode == 1 and "chunks its shape needs" in fsck.stderr.decode()
+
+
+def test_crafted_low_rank_parts_are_refused_before_computing(repo):
+    import numpy as np
+
+    from git_theta.tensor import RawTensor
+    from git_theta.updates.delta import pack_parts
+    from tests.hostile import put_object
+
+    commit_tracked_model(repo, small_model())
+    parts = {  # R @ C would be 32 x 8,000,000 floats (1 GB) for a 32 x 16 parameter
+        "R": RawTensor.from_numpy(np.zeros((32, 1), np.float32)),
+        "C": RawTensor.from_numpy(np.zeros((1, 8_000_000), np.float32)),
+    }
+    oid, size = put_object(repo, pack_parts(parts))
+    assert size < 1 << 20
+    doc = metadata_at(repo)
+    base = dict(doc["parameters"]["embed.weight"])
+    theta = {"update_type": "low-rank", "codec": base["theta_metadata"]["codec"], "base": base}
+    _craft_entry(doc, "embed.weight", oid, size, theta=theta)
+    commit_metadata(repo, doc)
+    os.remove(os.path.join(repo.cwd, "model.pt"))
+    err = one_line_error(_run_capped(repo, ["checkout", "--", "model.pt"], memory=2 << 30))
+    assert "embed.weight" in err and "bytes of parts" in err
