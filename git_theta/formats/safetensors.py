@@ -54,6 +54,18 @@ class SafetensorsCheckpoint(CheckpointFormat):
                 raise CheckpointError(f"tensor {name!r} runs past the end of the file (truncated?)", path)
             items.append((begin, name, dt, shape, end))
         items.sort()
+        # as the safetensors library requires: tensors tile the data exactly, no overlap, no gap
+        pos = 0
+        for begin, name, _, _, end in items:
+            if begin != pos:
+                what = "overlaps another tensor" if begin < pos else "leaves a gap before it"
+                raise CheckpointError(
+                    f"tensor {name!r} {what} (data_offsets); the safetensors library refuses this file too",
+                    path,
+                )
+            pos = end
+        if base + pos != len(data):
+            raise CheckpointError("safetensors data does not end where its last tensor ends", path)
         tensors = {
             name: RawTensor(dt.name, shape, data[base + b : base + e]) for b, name, dt, shape, e in items
         }

@@ -288,10 +288,35 @@ def test_crafted_low_rank_parts_are_refused_before_computing(repo):
     oid, size = put_object(repo, pack_parts(parts))
     assert size < 1 << 20
     doc = metadata_at(repo)
-    base = dict(doc["parameters"]["embed.weight"])
+    base = _copy(doc["parameters"]["embed.weight"])
     theta = {"update_type": "low-rank", "codec": base["theta_metadata"]["codec"], "base": base}
     _craft_entry(doc, "embed.weight", oid, size, theta=theta)
     commit_metadata(repo, doc)
     os.remove(os.path.join(repo.cwd, "model.pt"))
     err = one_line_error(_run_capped(repo, ["checkout", "--", "model.pt"], memory=2 << 30))
     assert "embed.weight" in err and "bytes of parts" in err
+
+
+def test_safetensors_with_overlapping_offsets_is_refused(repo):
+    import json
+    import struct
+
+    header = {
+        "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+        "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]},
+    }
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    blob = struct.pack("<Q", len(raw)) + raw + bytes(range(24))
+    try:  # the reference reader refuses it
+        from safetensors.numpy import load
+
+        load(blob)
+        raise AssertionError("safetensors accepted overlapping offsets")
+    except Exception as exc:
+        assert "AssertionError" not in type(exc).__name__
+    repo.theta("track", "m.safetensors")
+    with open(os.path.join(repo.cwd, "m.safetensors"), "wb") as f:
+        f.write(blob)
+    err = one_line_error(repo("add", "m.safetensors", check=False))
+    assert "m.safetensors: tensor 'b' overlaps another tensor" in err
