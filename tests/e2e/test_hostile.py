@@ -4,6 +4,7 @@ Each test crafts what an attacker would commit or send with plain git plumbing (
 and drives real git and git-lfs in a temporary repository.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -320,3 +321,82 @@ def test_safetensors_with_overlapping_offsets_is_refused(repo):
         f.write(blob)
     err = one_line_error(repo("add", "m.safetensors", check=False))
     assert "m.safetensors: tensor 'b' overlaps another tensor" in err
+
+
+def _crafted_updates():
+    import numpy as np
+
+    from git_theta.tensor import RawTensor
+
+    def t(a):
+        return RawTensor.from_numpy(np.asarray(a))
+
+    return {
+        "sparse": {"gaps": t(np.ones(3, np.uint8)), "values": t(np.ones(5, np.float32))},
+        "sparse-far": {"gaps": t(np.full(3, 255, np.uint8)), "values": t(np.ones(3, np.float32))},
+        "sparse-csr": {"data": t(np.ones(2, np.float32)), "indices": t(np.array([1, 10**6]))},
+        "low-rank": {"R": t(np.ones((32, 2), np.float32)), "C": t(np.ones((3, 16), np.float32))},
+        "ia3": {"ia3": t(np.ones(3, np.float32))},
+        "bitdelta": {"delta": t(np.ones(10**4, np.uint32))},
+    }
+
+
+def test_crafted_updates_and_slices_give_one_line_everywhere(repo):
+    import git_theta
+    from git_theta.errors import ThetaError
+    from git_theta.updates.delta import pack_parts
+    from tests.hostile import put_object
+
+    commit_tracked_model(repo, small_model())
+    good = metadata_at(repo)
+    for kind, parts in _crafted_updates().items():
+        oid, size = put_object(repo, pack_parts(parts))
+        doc = _copy(good)
+        base = _copy(good["parameters"]["embed.weight"])
+        theta = {
+            "update_type": kind.split("-")[0] if kind != "low-rank" else kind,
+            "codec": "x",
+            "base": base,
+        }
+        _craft_entry(doc, "embed.weight", oid, size, theta=theta)
+        _check_one_line_everywhere(repo, doc, kind)
+    doc = _copy(good)
+    doc["parameters"]["embed.weight"]["theta_metadata"]["pack"] = ["x", 5]
+    _check_one_line_everywhere(repo, doc, "pack slice")
+    for depth in (450, 950):
+        doc = _copy(good)
+        doc["parameters"]["embed.weight"]["theta_metadata"]["note"] = "DEEP"
+        raw = json.dumps(doc).replace('"DEEP"', "[" * depth + "]" * depth)
+        blob = (
+            repo("hash-object", "-w", "--no-filters", "--stdin", input=raw.encode()).stdout.decode().strip()
+        )
+        repo("update-index", "--cacheinfo", f"100644,{blob},model.pt")
+        repo("commit", "-qm", f"deep {depth}")
+        _check_commands(repo, f"depth {depth}")
+        with_load(git_theta, ThetaError, repo)
+
+
+def _check_one_line_everywhere(repo, doc, what):
+    import git_theta
+    from git_theta.errors import ThetaError
+
+    commit_metadata(repo, doc, message=what)
+    _check_commands(repo, what)
+    with_load(git_theta, ThetaError, repo)
+
+
+def _check_commands(repo, what):
+    fsck = repo.theta("fsck", "--no-fetch", check=False)
+    assert fsck.returncode == 1 and "Traceback" not in fsck.stderr.decode(), (what, fsck.stderr)
+    diff = repo.theta("diff", "HEAD~1", "HEAD", check=False)
+    assert "Traceback" not in diff.stderr.decode() + diff.stdout.decode(), (what, diff.stderr)
+    err = one_line_error(checkout_again(repo))
+    assert "model.pt" in err, (what, err)
+
+
+def with_load(git_theta, error, repo):
+    try:
+        git_theta.load("model.pt", "HEAD", repo=repo.cwd, framework="numpy")
+    except error:
+        return
+    raise AssertionError("git_theta.load accepted crafted metadata")
