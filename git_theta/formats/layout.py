@@ -74,12 +74,12 @@ def check_bounded(obj, path: str, depth: int = MAX_DEPTH, nodes: int = MAX_NODES
 
 
 def check_leaves(found: list[str], names: list[str], path: str, ordered: bool) -> None:
-    """The tensor leaves a layout names are the stored tensors: each once (and in their order
-    when the writer takes the tensors in leaf order)."""
+    """The tensor leaves a layout names are exactly the stored tensors, each once (and in their
+    order when the writer takes the tensors in leaf order)."""
     if len(set(found)) != len(found):
         raise fail("a tensor is named twice", path)
     missing = [n for n in found if n not in set(names)]
     if missing:
         raise fail(f"it names tensors the metadata does not store: {', '.join(missing[:3])}", path)
-    if ordered and found != names:
-        raise fail("its tensors are not the stored tensors in order", path)
+    if len(found) != len(names) or (ordered and found != names):
+        raise fail("its tensors are not the stored tensors" + (" in order" if ordered else ""), path)
