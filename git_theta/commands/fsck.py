@@ -100,6 +100,7 @@ def fsck(revs: list[str], fetch: bool = True, cwd: str | None = None) -> tuple[i
             transfer.fetch(store, missing, top, what="fsck")
         except ThetaError:
             pass
+    sound = []
     for entry, needs, users in entries.values():
         absent = [oid for oid in needs if not store.has(oid)]
         if absent:
@@ -108,11 +109,13 @@ def fsck(revs: list[str], fetch: bool = True, cwd: str | None = None) -> tuple[i
             continue
         try:
             load_entry(entry, store, users[0][2], verify=True)
+            sound.append(entry)
         except ThetaError as exc:
             problems += [Problem(c, p, n, entry.oid, _short(exc)) for c, p, n in users]
         except _CRASHES as exc:
             what = f"stored data cannot be rebuilt ({type(exc).__name__}: {shorten(str(exc), 120)})"
             problems += [Problem(c, p, n, entry.oid, what) for c, p, n in users]
+    verified.record(store, sound)
     return len(sizes), problems
 
 

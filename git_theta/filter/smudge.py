@@ -12,7 +12,7 @@ from git_theta.errors import ThetaError, shorten
 from git_theta.formats.detect import by_name
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
-from git_theta.storage import packs, transfer
+from git_theta.storage import packs, transfer, verified
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor, TensorSpec
 from git_theta.updates import load_entry, objects_of
@@ -79,6 +79,8 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
                 "restore the file from a good commit",
                 path,
             ) from None
+        if verified.enabled():  # every tensor written was checked: a later add may reuse them
+            verified.record(store, list(meta.params.values()))
         log.info("smudge %s: %d parameters", path, len(specs))
 
     return write

@@ -100,4 +100,5 @@ def content_matches(entry: ParamEntry, store) -> bool:
     except ThetaError as exc:
         get_logger(__name__).warning("not reusing a stored entry, storing the tensor again: %s", exc)
         return False
+    record(store, [entry])
     return True

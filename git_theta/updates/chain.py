@@ -89,5 +89,4 @@ def load_entry(entry: ParamEntry, store: LfsStore, name: str, verify: bool | Non
     tensor = rebuild(entry, store, name)
     if verified.enabled() if verify is None else verify:
         verified.check(tensor, entry, name)
-        verified.record(store, [entry])
     return tensor
