@@ -275,6 +275,7 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
             raise ValueError(
                 f"stored {store.dtype.name}{list(store.shape)}, metadata says {dt.name}{list(shape)}"
             )
+        _check_grid(zarray, tuple(shape), entries, dt.itemsize)
         if not numel(shape):
             array = np.zeros(shape, dtype=dt.numpy())
         elif not shape:
@@ -294,6 +295,35 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
     return RawTensor(
         dt.name, tuple(shape), memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
     )
+
+
+_MAX_CHUNK = 1 << 30  # bytes of one decoded chunk; ours are CHUNK_BYTES
+
+
+def _check_grid(zarray: bytes, shape: tuple[int, ...], entries: dict, itemsize: int) -> None:
+    """Before anything is allocated: the stored chunks can produce the array the metadata
+    claims. A dense array stores every chunk of its grid (a few hundred bytes claiming
+    gigabytes are refused); only change parts (fill value 0, see encode's skip_zero) may leave
+    all-zero chunks out, and their callers bound their size (updates.delta.unpack_parts)."""
+    import json
+
+    meta = json.loads(zarray)
+    chunks = meta["chunks"]
+    if (
+        not isinstance(chunks, list)
+        or len(chunks) != len(shape)
+        or not all(type(c) is int and c > 0 for c in chunks)
+        or numel(chunks) * itemsize > _MAX_CHUNK
+    ):
+        raise ValueError(f"malformed chunk shape {str(chunks)[:60]}")
+    grid = [-(-s // c) for s, c in zip(shape, chunks)]
+    for key in entries:
+        index = [int(i) for i in key.split(".")] if shape else [int(key)]
+        if len(index) != max(1, len(shape)) or not all(0 <= i < g for i, g in zip(index, grid or [1])):
+            raise ValueError(f"chunk {key[:40]!r} lies outside the array")
+    expected = numel(grid)
+    if meta.get("fill_value") is None and len(entries) != expected:
+        raise ValueError(f"it holds {len(entries)} of the {expected} chunks its shape needs")
 
 
 def _read_slabs(store, kv, entries: dict[str, memoryview], ends: dict[str, int], blob) -> np.ndarray:

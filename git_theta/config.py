@@ -24,6 +24,8 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     # unreferenced objects younger than this are spared by prune (git's date syntax; default:
     # gc.pruneExpire, else git's own 2.weeks.ago)
     "prune_expire": ("GIT_THETA_PRUNE_EXPIRE", "theta.pruneExpire", None),
+    # rebuilt tensors are checked against their metadata's content hash (fsck always checks)
+    "verify": ("GIT_THETA_VERIFY", "theta.verify", "1"),
 }
 
 

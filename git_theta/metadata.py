@@ -41,6 +41,7 @@ LFS_SPEC = "https://git-lfs.github.com/spec/v1"
 MAX_METADATA = 512 << 20
 _MAX_NAME = 1024  # characters in a parameter name
 _MAX_NDIM = 32
+_MAX_DEPTH = 400  # nesting: update chains (at most 64 steps, 2 levels each) and layout trees fit
 _MAX_TENSOR_BYTES = 1 << 44  # 16 TiB: past any real tensor; refused before anything is allocated
 
 
@@ -120,6 +121,11 @@ class ParamEntry:
             raise ThetaError(f"{where} has a negative dimension or size")
         if len(shape) > _MAX_NDIM or entry.nbytes > _MAX_TENSOR_BYTES:
             raise ThetaError(f"{where} has an absurd shape {shorten(list(shape))}")
+        pack = entry.extra.get("pack")  # storage.packs: [offset, length] of its slice
+        if pack is not None and not (
+            isinstance(pack, list) and len(pack) == 2 and all(type(x) is int and x >= 0 for x in pack)
+        ):
+            raise ThetaError(f"{where} has a malformed pack slice {shorten(pack)}")
         return entry
 
 
@@ -200,6 +206,12 @@ class Metadata:
             raise ThetaError("git-theta metadata is nested too deeply to be real", path) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ThetaError(f"git-theta metadata is malformed ({_detail(exc)})", path) from None
+        from git_theta.formats.layout import check_bounded
+
+        try:  # every later walk (layouts, update chains, diffs) may then recurse safely
+            check_bounded(doc, path, depth=_MAX_DEPTH)
+        except ThetaError:
+            raise ThetaError("git-theta metadata is nested too deeply to be real", path) from None
         if type(version) is not int or version not in _READS:
             raise ThetaError(f"metadata version {shorten(version)} is not supported; upgrade git-theta", path)
         try:
@@ -344,4 +356,7 @@ def is_metadata(data) -> bool:
         doc = json.loads(bytes(data))
     except (ValueError, UnicodeDecodeError):
         return False
+    except RecursionError:  # nested past any real file: metadata if it says so (loads refuses it)
+        raw = bytes(data)
+        return b'"git_theta"' in raw and b'"parameters"' in raw
     return isinstance(doc, dict) and "git_theta" in doc and "parameters" in doc

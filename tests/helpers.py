@@ -134,6 +134,7 @@ def rewrite(fmt, raw: bytes, path: str):
     ck = fmt.read(memoryview(raw), path)
     out = io.BytesIO()
     specs = [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()]
+    fmt.check_layout(ck.layout, specs, path)  # what a reader produces, its writer must accept
     fmt.write(ck.layout, specs, list(ck.tensors.values()), out, path)
     return ck, out.getvalue()
 

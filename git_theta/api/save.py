@@ -128,11 +128,16 @@ def store_state(
         for first, entry in stored.items():
             entries.update((n, entry) for n in firsts[first])
     entries = {n: entries[n] for n in names}
+    from git_theta.storage import verified
+
+    verified.record(store, list(entries.values()))
     return Metadata(fmt_name, layout, entries)
 
 
 def _all_here(store: LfsStore, entry: ParamEntry) -> bool:
-    return all(store.has(oid) for oid in objects_of(entry))
+    from git_theta.storage import verified
+
+    return all(store.has(oid) for oid in objects_of(entry)) and verified.content_matches(entry, store)
 
 
 def _known(memo: dict | None, name: str, before):

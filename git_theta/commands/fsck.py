@@ -1,16 +1,33 @@
-"""`git theta fsck [REV...]`: every object the models' metadata refers to exists, hashes right, decodes.
+"""`git theta fsck [REV...]`: everything a checkout of the models would need is there and sound.
 
-Objects missing locally are fetched (in one batch) unless --no-fetch; damage is reported per file
-and commit, and the exit code is non-zero when anything is wrong.
+For every metadata file (default: all refs and the index): it parses, its format is installed
+and its layout is one the format's writer accepts; every distinct entry (each slice of a pack,
+each chain) has its objects (fetched in one batch unless --no-fetch), rebuilds, and hashes to
+the content hash its metadata records. Damage is reported per file, commit and parameter, and
+the exit code is non-zero when anything is wrong: fsck finds whatever checkout would fail on.
 """
 
 from dataclasses import dataclass
 
-from git_theta.errors import ThetaError
+from git_theta.errors import ThetaError, shorten
+from git_theta.formats.detect import by_name
 from git_theta.git import history, repo
-from git_theta.storage import transfer
+from git_theta.metadata import Metadata, is_metadata
+from git_theta.storage import transfer, verified
 from git_theta.storage.lfs_store import LfsStore
-from git_theta.updates import load_entry
+from git_theta.tensor import TensorSpec
+from git_theta.updates import load_entry, objects_of
+
+_CRASHES = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    RecursionError,
+    MemoryError,
+    OverflowError,
+)
 
 
 @dataclass
@@ -23,7 +40,22 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.commit[:10] if self.commit else "index"
+        if not self.parameter and not self.oid:
+            return f"{self.path} @ {where}: {self.what}"
         return f"{self.path} @ {where}: parameter {self.parameter!r} object {self.oid[:12]}: {self.what}"
+
+
+def _check_file(meta: Metadata, path: str) -> str | None:
+    """Why a checkout could not write this file from its metadata (None: it could)."""
+    try:
+        fmt = by_name(meta.format)
+        specs = [TensorSpec(n, e.dtype, tuple(e.shape)) for n, e in meta.params.items()]
+        fmt.check_layout(meta.layout, specs, path)
+    except ThetaError as exc:
+        return str(exc)
+    except _CRASHES as exc:
+        return f"malformed layout ({shorten(str(exc), 120)})"
+    return None
 
 
 def fsck(revs: list[str], fetch: bool = True, cwd: str | None = None) -> tuple[int, list[Problem]]:
@@ -39,29 +71,52 @@ def fsck(revs: list[str], fetch: bool = True, cwd: str | None = None) -> tuple[i
     if not revs:
         for sha, loc in index.items():
             where.setdefault(sha, loc)
-    uses: dict[str, list[tuple[str, str, str, object]]] = {}  # oid -> [(commit, path, parameter, entry)]
-    for sha, meta in history.metadata_in(list(where), top):
-        commit, path = where[sha]
-        for name, entry in meta.params.items():
-            uses.setdefault(entry.oid, []).append((commit, path, name, entry))
     problems: list[Problem] = []
-    missing = {oid: u[0][3].size for oid, u in uses.items() if not store.has(oid)}
+    # fingerprint of an entry -> (entry, its objects, [(commit, path, parameter)])
+    entries: dict[str, tuple] = {}
+    for sha, body in history.read_blobs(list(where), top):
+        if body[:1] != b"{" or not is_metadata(body):
+            continue
+        commit, path = where[sha]
+        try:
+            meta = Metadata.loads(body, path)
+        except ThetaError as exc:
+            problems.append(Problem(commit, path, "", "", str(exc)))
+            continue
+        why = _check_file(meta, path)
+        if why:
+            problems.append(Problem(commit, path, "", "", why))
+        for name, entry in meta.params.items():
+            try:
+                fp, needs = verified.fingerprint(entry), objects_of(entry, name)
+            except ThetaError as exc:
+                problems.append(Problem(commit, path, name, entry.oid, str(exc)))
+                continue
+            entries.setdefault(fp, (entry, needs, []))[2].append((commit, path, name))
+    sizes = {oid: size for _, needs, _ in entries.values() for oid, size in needs.items()}
+    missing = {oid: size for oid, size in sizes.items() if not store.has(oid)}
     if missing and fetch:
         try:
             transfer.fetch(store, missing, top, what="fsck")
         except ThetaError:
             pass
-    for oid, users in uses.items():
-        commit, path, name, entry = users[0]
-        if not store.has(oid):
+    sound = []
+    for entry, needs, users in entries.values():
+        absent = [oid for oid in needs if not store.has(oid)]
+        if absent:
             what = "missing locally and on the remote" if fetch else "missing locally"
-            problems += [Problem(c, p, n, oid, what) for c, p, n, _ in users]
+            problems += [Problem(c, p, n, absent[0], what) for c, p, n in users]
             continue
         try:
-            load_entry(entry, store, name)
+            load_entry(entry, store, users[0][2], verify=True)
+            sound.append(entry)
         except ThetaError as exc:
-            problems += [Problem(c, p, n, oid, _short(exc)) for c, p, n, _ in users]
-    return len(uses), problems
+            problems += [Problem(c, p, n, entry.oid, _short(exc)) for c, p, n in users]
+        except _CRASHES as exc:
+            what = f"stored data cannot be rebuilt ({type(exc).__name__}: {shorten(str(exc), 120)})"
+            problems += [Problem(c, p, n, entry.oid, what) for c, p, n in users]
+    verified.record(store, sound)
+    return len(sizes), problems
 
 
 def _short(exc: ThetaError) -> str:

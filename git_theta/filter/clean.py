@@ -14,6 +14,7 @@ from git_theta.filter.previous import by_content, previous_metadata, tracked_con
 from git_theta.formats.detect import detect
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
+from git_theta.storage import verified
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage.packs import store_all
 from git_theta.tensor import RawTensor
@@ -78,8 +79,9 @@ def clean(
     hashes = list(parallel.ordered_map(hash_one, tensors, ahead=len(tensors)))
     atol, rtol = config.get_float("parameter_atol"), config.get_float("parameter_rtol")
 
-    def reusable(entry: ParamEntry) -> bool:  # its objects are here (else store the tensor again)
-        return all(store.has(oid) for oid in objects_of(entry))
+    def reusable(entry: ParamEntry) -> bool:
+        """Its objects are here and hold the content its hash names (else store the tensor again)."""
+        return all(store.has(oid) for oid in objects_of(entry)) and verified.content_matches(entry, store)
 
     entries: dict[str, ParamEntry] = {}
     todo: dict[tuple, list[str]] = {}
@@ -116,6 +118,7 @@ def clean(
     finally:
         progress.close()
     ordered = {name: entries[name] for name in names}
+    verified.record(store, list(ordered.values()))  # stored here, or reused after a check
     log.info("clean %s: %d parameters, %d stored", path, len(names), len(todo))
     return Metadata(fmt.name, checkpoint.layout, ordered).dumps_unchanged(previous)
 

@@ -12,7 +12,7 @@ from git_theta.errors import ThetaError, shorten
 from git_theta.formats.detect import by_name
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
-from git_theta.storage import packs, transfer
+from git_theta.storage import packs, transfer, verified
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor, TensorSpec
 from git_theta.updates import load_entry, objects_of
@@ -67,17 +67,20 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
     ensure_objects(meta, store, cwd, path)
     fmt = by_name(meta.format)
     specs = [TensorSpec(name, e.dtype, tuple(e.shape)) for name, e in meta.params.items()]
+    fmt.check_layout(meta.layout, specs, path)  # from a file anyone may commit: before any output
 
     def write(out: BinaryIO) -> None:
         try:
             fmt.write(meta.layout, specs, load_tensors(meta, store, path), out, path)
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError) as exc:
             # the layout comes from the metadata file, which may have been edited by hand
             raise ThetaError(
                 f"the checkpoint layout in its metadata is malformed ({shorten(str(exc), 120)}); "
                 "restore the file from a good commit",
                 path,
             ) from None
+        if verified.enabled():  # every tensor written was checked: a later add may reuse them
+            verified.record(store, list(meta.params.values()))
         log.info("smudge %s: %d parameters", path, len(specs))
 
     return write

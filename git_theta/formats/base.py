@@ -69,6 +69,16 @@ class CheckpointFormat(ABC):
     ) -> None:
         """Write the checkpoint to `out`; `tensors` yields the data of `specs`, in that order."""
 
+    def check_layout(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
+        """Refuse (CheckpointError, one line) a layout from metadata that `write` cannot or must
+        not write: it comes from a file anyone may commit. Called before any output is written;
+        formats check every field their writer emits (this default bounds its nesting only)."""
+        from git_theta.formats import layout as checks
+
+        if not isinstance(layout, dict):
+            raise checks.fail("not a map", path)
+        checks.check_bounded(layout, path)
+
 
 # what parsing bytes from a file we did not write can raise besides our own errors
 _MALFORMED = (

@@ -13,7 +13,8 @@ import msgpack
 import numpy as np
 
 from git_theta import dtypes
-from git_theta.errors import CheckpointError
+from git_theta.errors import CheckpointError, shorten
+from git_theta.formats import layout as checks
 from git_theta.formats.base import Checkpoint, CheckpointFormat
 from git_theta.tensor import RawTensor, TensorSpec, numel
 
@@ -108,6 +109,43 @@ class FlaxCheckpoint(CheckpointFormat):
 
         tree = node(obj, None)
         return Checkpoint(tensors, {"tree": tree})
+
+    def check_layout(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
+        super().check_layout(layout, specs, path)
+        tree = layout.get("tree")
+        if tree is None:
+            return
+        found: list[str] = []
+
+        def node(n) -> None:
+            if n is None or isinstance(n, (bool, int, str, float)):
+                return
+            if not isinstance(n, dict) or len([k for k in n if k not in ("chunked", "scalar")]) != 1:
+                raise checks.fail(f"node {shorten(n)}", path)
+            if "tensor" in n:
+                if not isinstance(n["tensor"], str):
+                    raise checks.fail("tensor leaf without a name", path)
+                found.append(n["tensor"])
+            elif isinstance(n.get("dict"), list):
+                for pair in n["dict"]:
+                    if not isinstance(pair, list) or len(pair) != 2 or isinstance(pair[0], (dict, list)):
+                        raise checks.fail("dict is not a list of [key, node] pairs", path)
+                    node(pair[1])
+            elif isinstance(n.get("list"), list):
+                for v in n["list"]:
+                    node(v)
+            elif isinstance(n.get("complex"), list) and len(n["complex"]) == 2:
+                for x in n["complex"]:
+                    checks.check_float_hex(x, "complex", path)
+            elif "float" in n:
+                checks.check_float_hex(n["float"], "float", path)
+            elif "bytes" in n:
+                checks.check_base64(n["bytes"], "bytes", path)
+            else:
+                raise checks.fail(f"unknown node {shorten(sorted(n))}", path)
+
+        node(tree)
+        checks.check_leaves(found, [s.name for s in specs], path, ordered=True)
 
     def write(
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str

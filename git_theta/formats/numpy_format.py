@@ -15,7 +15,8 @@ from typing import BinaryIO
 import numpy as np
 
 from git_theta import dtypes
-from git_theta.errors import CheckpointError
+from git_theta.errors import CheckpointError, shorten
+from git_theta.formats import layout as checks
 from git_theta.formats import zipio
 from git_theta.formats.base import Checkpoint, CheckpointFormat
 from git_theta.tensor import RawTensor, TensorSpec
@@ -26,33 +27,11 @@ SINGLE = "array"
 
 def parse_npy(data: memoryview, path: str, name: str) -> tuple[RawTensor, dict]:
     """One .npy payload -> (C-ordered little-endian tensor, how to write it back)."""
-    if bytes(data[:6]) != MAGIC or len(data) < 10:
-        raise CheckpointError(f"{name}: not a .npy array (bad magic)", path)
-    major = data[6]
-    if major == 1:
-        (hlen,) = struct.unpack_from("<H", data, 8)
-        start = 10
-    elif major in (2, 3):
-        (hlen,) = struct.unpack_from("<I", data, 8)
-        start = 12
-    else:
-        raise CheckpointError(f"{name}: unsupported .npy version {major}", path)
-    try:
-        header = ast.literal_eval(bytes(data[start : start + hlen]).decode("latin1"))
-        descr, fortran, shape = (
-            header["descr"],
-            bool(header["fortran_order"]),
-            tuple(int(s) for s in header["shape"]),
-        )
-        dt = np.dtype(descr)
-    except (ValueError, SyntaxError, KeyError, TypeError):
-        raise CheckpointError(f"{name}: corrupt .npy header", path) from None
-    if dt.hasobject or dt.fields is not None:
-        raise CheckpointError(
-            f"{name}: object or structured arrays are not weights (refusing to unpickle)", path
-        )
-    body = data[start + hlen :]
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    major, dt, fortran, shape, start, descr = _header(data, path, name)
+    body = data[start:]
+    count = 1
+    for s in shape:
+        count *= s
     if len(body) < count * dt.itemsize:
         raise CheckpointError(f"{name}: truncated .npy data", path)
     arr = np.frombuffer(body, dtype=dt, count=count)
@@ -64,6 +43,48 @@ def parse_npy(data: memoryview, path: str, name: str) -> tuple[RawTensor, dict]:
         raise CheckpointError(f"{name}: unsupported dtype {dt}", path) from None
     tensor = RawTensor.from_numpy(native, kind.name)
     return tensor, {"descr": descr, "fortran_order": fortran, "version": major}
+
+
+def _header(data, path: str, name: str) -> tuple[int, np.dtype, bool, tuple[int, ...], int, object]:
+    """(major version, dtype, fortran order, shape, where the data starts, descr as written)."""
+    if bytes(data[:6]) != MAGIC or len(data) < 10:
+        raise CheckpointError(f"{name}: not a .npy array (bad magic)", path)
+    major = data[6]
+    if major == 1:
+        (hlen,) = struct.unpack_from("<H", data, 8)
+        start = 10
+    elif major in (2, 3):
+        (hlen,) = struct.unpack_from("<I", data, 8)
+        start = 12
+    else:
+        raise CheckpointError(f"{name}: unsupported .npy version {major}", path)
+    if start + hlen > len(data) or hlen > 1 << 16:
+        raise CheckpointError(f"{name}: truncated or oversized .npy header", path)
+    try:
+        header = ast.literal_eval(bytes(data[start : start + hlen]).decode("latin1"))
+        descr, fortran = header["descr"], bool(header["fortran_order"])
+        shape = tuple(int(s) for s in header["shape"])
+        dt = np.dtype(descr)
+    except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
+        raise CheckpointError(f"{name}: corrupt .npy header", path) from None
+    if dt.hasobject or dt.fields is not None:
+        raise CheckpointError(
+            f"{name}: object or structured arrays are not weights (refusing to unpickle)", path
+        )
+    if any(s < 0 for s in shape) or len(shape) > 64:
+        raise CheckpointError(f"{name}: bad .npy shape", path)
+    return major, dt, fortran, shape, start + hlen, descr
+
+
+def _claimed_size(member: str, head: bytes) -> int | None:
+    """The exact size of an .npz member: its header plus the array its header claims."""
+    if not member.endswith(".npy"):
+        return None
+    _, dt, _, shape, start, _ = _header(head, member, member[:-4])
+    count = 1
+    for s in shape:
+        count *= s
+    return start + count * dt.itemsize
 
 
 def write_npy(tensor: RawTensor, how: dict) -> bytes:
@@ -102,7 +123,7 @@ class NumpyCheckpoint(CheckpointFormat):
         if bytes(data[:4]) != b"PK\x03\x04":
             raise CheckpointError("not a NumPy .npy or .npz file", path)
         tensors, arrays = {}, {}
-        entries = zipio.members(data, path)
+        entries = zipio.members(data, path, _claimed_size)
         for member, _, content in entries:
             if not member.endswith(".npy"):
                 raise CheckpointError(f".npz member {member} is not an array", path)
@@ -110,6 +131,33 @@ class NumpyCheckpoint(CheckpointFormat):
             tensors[name], arrays[name] = parse_npy(content, path, name)
         compressed = any(method == zipfile.ZIP_DEFLATED for _, method, _ in entries)
         return Checkpoint(tensors, {"container": "npz", "compressed": compressed, "arrays": arrays})
+
+    def check_layout(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
+        super().check_layout(layout, specs, path)
+        container = layout.get("container", "npz")
+        arrays = layout.get("arrays", {})
+        if container not in ("npy", "npz") or not isinstance(arrays, dict):
+            raise checks.fail(f"container {shorten(container)} or its arrays", path)
+        if container == "npy" and [s.name for s in specs] != [SINGLE]:
+            raise checks.fail("an .npy file holds exactly one array", path)
+        if not isinstance(layout.get("compressed", False), bool):
+            raise checks.fail("compressed is not true/false", path)
+        for spec in specs:
+            how = arrays.get(spec.name, {})
+            if not isinstance(how, dict) or how.get("version", 1) not in (1, 2, 3):
+                raise checks.fail(f"array {spec.name!r:.60}: bad version", path)
+            if not isinstance(how.get("fortran_order", False), bool):
+                raise checks.fail(f"array {spec.name!r:.60}: fortran_order is not true/false", path)
+            if "descr" in how:
+                # the stored bits are written as they are: the descr may only change byte order
+                try:
+                    ok = isinstance(how["descr"], str) and np.dtype(how["descr"]).newbyteorder(
+                        "<"
+                    ) == dtypes.get(spec.dtype).numpy().newbyteorder("<")
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok:
+                    raise checks.fail(f"array {spec.name!r:.60}: descr {shorten(how['descr'])}", path)
 
     def write(
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str

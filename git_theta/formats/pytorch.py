@@ -9,8 +9,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from git_theta import parallel
+from git_theta import dtypes, parallel
 from git_theta.errors import CheckpointError
+from git_theta.formats import layout as layout_checks
 from git_theta.formats import torch_pickle, zipio
 from git_theta.formats.base import Checkpoint, CheckpointFormat
 from git_theta.tensor import RawTensor, TensorSpec, numel
@@ -39,6 +40,10 @@ def _materialize(ref: torch_pickle.TensorRef, storage: memoryview, path: str, na
     contiguous = n == 0 or all(
         st == cs for st, cs, sz in zip(ref.stride, reversed(contiguous_stride), size) if sz > 1
     )
+    if len(ref.stride) != len(size) or any(s < 0 for s in size) or any(int(st) < 0 for st in ref.stride):
+        raise CheckpointError(f"tensor {name!r} has a malformed size or stride", path)
+    if n * item > 8 * len(storage) + (256 << 20):  # stride-0 views that expand past any real tensor
+        raise CheckpointError(f"tensor {name!r} expands far past its storage", path)
     if n and base + (sum((s - 1) * st for s, st in zip(size, ref.stride)) + 1) * item > len(storage):
         raise CheckpointError(f"tensor {name!r} points past the end of its storage (truncated file?)", path)
     if contiguous:
@@ -46,6 +51,12 @@ def _materialize(ref: torch_pickle.TensorRef, storage: memoryview, path: str, na
     arr = np.frombuffer(storage, dtype=dt.numpy(), offset=base)
     view = np.lib.stride_tricks.as_strided(arr, size, [st * item for st in ref.stride])
     return RawTensor.from_numpy(np.ascontiguousarray(view), dt.name)
+
+
+def _budget(pickle_bytes: int) -> int:
+    """Objects a pickle of this size may expand to: a real state dict names each object with
+    a few bytes at least; shared references (the memo) must not multiply them."""
+    return min(torch_pickle.MAX_TREE_NODES, 100_000 + 10 * pickle_bytes)
 
 
 class PyTorchCheckpoint(CheckpointFormat):
@@ -77,7 +88,7 @@ class PyTorchCheckpoint(CheckpointFormat):
             raise CheckpointError("zip archive without a torch data.pkl (not a torch.save file?)", path)
         archive = pkl[0].split("/")[0]
         obj, storages = torch_pickle.unpickle(entries[pkl[0]], path)
-        tree, leaves = torch_pickle.to_tree(obj, path)
+        tree, leaves = torch_pickle.to_tree(obj, path, _budget(len(entries[pkl[0]])))
         tensors = {}
         for name, ref in leaves:
             member = f"{archive}/data/{ref.storage.key}"
@@ -102,8 +113,12 @@ class PyTorchCheckpoint(CheckpointFormat):
             raise CheckpointError("unsupported legacy torch checkpoint header", path)
         if not sys_info.get("little_endian", True):
             raise CheckpointError("big-endian torch checkpoints are not supported", path)
+        start = reader.pos
         obj, storages = torch_pickle.unpickle(None, path, reader)
+        budget = _budget(reader.pos - start)
         keys, _ = torch_pickle.unpickle(None, path, reader)
+        if not isinstance(keys, list) or len(keys) > len(storages):
+            raise CheckpointError("corrupt legacy torch checkpoint (storage keys)", path)
         raw: dict[str, memoryview] = {}
         pos = reader.pos
         for key in keys:
@@ -113,13 +128,30 @@ class PyTorchCheckpoint(CheckpointFormat):
             (count,) = struct.unpack_from("<q", data, pos)
             item = ref.stype.dtype.itemsize if ref.stype.dtype else 1
             end = pos + 8 + count * item
-            if end > len(data):
+            if count < 0 or end > len(data):
                 raise CheckpointError("truncated legacy torch checkpoint (storage data)", path)
             raw[str(key)] = data[pos + 8 : end]
             pos = end
-        tree, leaves = torch_pickle.to_tree(obj, path)
+        tree, leaves = torch_pickle.to_tree(obj, path, budget)
         tensors = {name: _materialize(ref, raw[ref.storage.key], path, name) for name, ref in leaves}
         return Checkpoint(tensors, {"container": "legacy", "tree": tree})
+
+    def check_layout(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
+        super().check_layout(layout, specs, path)
+        if layout.get("container", "zip") not in ("zip", "legacy"):
+            raise layout_checks.fail(f"unknown container {layout.get('container')!r:.40}", path)
+        if layout.get("archive") is not None:
+            layout_checks.check_plain_name(layout["archive"], "archive name", path)
+        tree = layout.get("tree")
+        if tree is not None:
+            found = torch_pickle.check_tree(tree, path)
+            layout_checks.check_leaves(found, [s.name for s in specs], path, ordered=False)
+        if layout.get("container") == "legacy":
+            for s in specs:
+                if dtypes.get(s.dtype).torch_storage is None:
+                    raise layout_checks.fail(
+                        f"dtype {s.dtype} cannot be written in torch's legacy format", path
+                    )
 
     def write(
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str

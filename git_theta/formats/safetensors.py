@@ -7,6 +7,7 @@ from typing import BinaryIO
 
 from git_theta import dtypes
 from git_theta.errors import CheckpointError
+from git_theta.formats import layout as checks
 from git_theta.formats.base import Checkpoint, CheckpointFormat
 from git_theta.tensor import RawTensor, TensorSpec, numel
 
@@ -53,12 +54,40 @@ class SafetensorsCheckpoint(CheckpointFormat):
                 raise CheckpointError(f"tensor {name!r} runs past the end of the file (truncated?)", path)
             items.append((begin, name, dt, shape, end))
         items.sort()
+        # as the safetensors library requires: tensors tile the data exactly, no overlap, no gap
+        pos = 0
+        for begin, name, _, _, end in items:
+            if begin != pos:
+                what = "overlaps another tensor" if begin < pos else "leaves a gap before it"
+                raise CheckpointError(
+                    f"tensor {name!r} {what} (data_offsets); the safetensors library refuses this file too",
+                    path,
+                )
+            pos = end
+        if base + pos != len(data):
+            raise CheckpointError("safetensors data does not end where its last tensor ends", path)
         tensors = {
             name: RawTensor(dt.name, shape, data[base + b : base + e]) for b, name, dt, shape, e in items
         }
         if isinstance(meta, dict):  # kept as pairs: the file's order survives sorted-key metadata
             meta = [[str(k), v] for k, v in meta.items()]
         return Checkpoint(tensors, {"metadata": meta})
+
+    def check_layout(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
+        super().check_layout(layout, specs, path)
+        meta = layout.get("metadata")
+        pairs = meta.items() if isinstance(meta, dict) else meta
+        if meta is not None and (
+            not isinstance(pairs, (list, type({}.items())))
+            or not all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                for p in pairs
+            )
+        ):
+            raise checks.fail("__metadata__ is not a map of strings to strings", path)
+        for s in specs:
+            if dtypes.get(s.dtype).safetensors is None:
+                raise checks.fail(f"dtype {s.dtype} of {s.name!r:.60} has no safetensors spelling", path)
 
     def write(
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str

@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from git_theta import dtypes
 from git_theta.errors import CheckpointError
+from git_theta.formats import layout as checks
 from git_theta.formats.base import Checkpoint, CheckpointFormat
 from git_theta.tensor import RawTensor, TensorSpec, numel
 
@@ -196,6 +197,23 @@ class TensorFlowCheckpoint(CheckpointFormat):
         if pos < len(data):
             segments.append({"raw": base64.b64encode(bytes(data[pos:])).decode()})
         return Checkpoint(tensors, {"segments": segments})
+
+    def check_layout(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
+        super().check_layout(layout, specs, path)
+        segments = layout.get("segments")
+        if segments is None:
+            return
+        if not isinstance(segments, list) or not all(isinstance(s, dict) for s in segments):
+            raise checks.fail("segments is not a list of maps", path)
+        found = []
+        for seg in segments:
+            if "tensor" in seg and isinstance(seg["tensor"], str):
+                found.append(seg["tensor"])
+            elif "raw" in seg:
+                checks.check_base64(seg["raw"], "raw segment", path)
+            else:
+                raise checks.fail("a segment is neither a tensor nor raw bytes", path)
+        checks.check_leaves(found, [s.name for s in specs], path, ordered=True)
 
     def write(
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str

@@ -14,19 +14,27 @@ import struct
 from dataclasses import dataclass
 
 from git_theta import dtypes
-from git_theta.errors import CheckpointError
+from git_theta.errors import CheckpointError, shorten
 
 SEPARATOR = "/"
 
 
+class _NoBuild:
+    """Objects the unpickler hands out refuse pickle's BUILD (setting their state): a file may
+    only fill in objects it built itself (an OrderedDict's attributes), never ours."""
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(f"refusing to set the state of a {type(self).__name__}")
+
+
 @dataclass
-class StorageType:
+class StorageType(_NoBuild):
     dtype: dtypes.DType | None  # None: UntypedStorage (bytes; the tensor says its dtype)
     name: str
 
 
 @dataclass
-class StorageRef:
+class StorageRef(_NoBuild):
     key: str
     stype: StorageType
     numel: int
@@ -34,7 +42,7 @@ class StorageRef:
 
 
 @dataclass
-class TensorRef:
+class TensorRef(_NoBuild):
     storage: StorageRef
     offset: int
     size: tuple
@@ -45,7 +53,7 @@ class TensorRef:
 
 
 @dataclass(frozen=True)
-class _Marker:
+class _Marker(_NoBuild):
     kind: str  # "size", "device", "dtype"
     value: object
 
@@ -95,6 +103,27 @@ for _dt in dtypes.DTYPES.values():
         _ALLOWED[("torch", _dt.torch_storage)] = StorageType(_dt, _dt.torch_storage)
 
 
+class _Global(_NoBuild):
+    """An allowed callable as the pickle sees it: callable, with no state a BUILD could change."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
+def _fresh(value):
+    """A new object per lookup, so nothing a file does to it outlives that file's load."""
+    if isinstance(value, _Marker):
+        return _Marker(value.kind, value.value)
+    if isinstance(value, StorageType):
+        return StorageType(value.dtype, value.name)
+    return _Global(value)
+
+
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler that builds references, never objects from arbitrary globals."""
 
@@ -105,7 +134,7 @@ class SafeUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         try:
-            return _ALLOWED[(module, name)]
+            return _fresh(_ALLOWED[(module, name)])
         except KeyError:
             raise CheckpointError(
                 f"refusing to load: the checkpoint needs code ({module}.{name}) to unpickle; "
@@ -176,10 +205,17 @@ def unpickle(data, path: str, reader: "_Reader | io.BytesIO | None" = None):
 # ---------------------------------------------------------------------------- object graph <-> tree
 
 
-def to_tree(obj, path: str) -> tuple[object, list[tuple[str, TensorRef]]]:
-    """Turn an unpickled object into (JSON-able tree, [(parameter name, TensorRef)] in order)."""
+MAX_TREE_NODES = 2_000_000  # a pickle's memo lets a few bytes name one list many times
+
+
+def to_tree(obj, path: str, budget: int = MAX_TREE_NODES) -> tuple[object, list[tuple[str, TensorRef]]]:
+    """Turn an unpickled object into (JSON-able tree, [(parameter name, TensorRef)] in order).
+
+    Shared references are expanded, so the walk is bounded (`budget` nodes): a small pickle
+    whose lists hold one list many times over, level after level, is refused, not expanded."""
     leaves: list[tuple[str, TensorRef]] = []
     seen: set[str] = set()
+    count = [0]
 
     def key_node(k):
         if isinstance(k, TensorRef):
@@ -191,6 +227,13 @@ def to_tree(obj, path: str) -> tuple[object, list[tuple[str, TensorRef]]]:
         return part if prefix is None else prefix + SEPARATOR + part
 
     def node(o, prefix: str | None):
+        count[0] += 1
+        if count[0] > budget:
+            raise CheckpointError(
+                f"checkpoint pickle expands to more than {budget} objects (shared references?); "
+                "save a plain state_dict",
+                path,
+            )
         if isinstance(o, TensorRef):
             name = prefix if prefix is not None else "@"
             if name in seen:
@@ -304,6 +347,9 @@ class TreePickler:
         self.out.write(b)
 
     def _global(self, module: str, name: str) -> None:
+        # GLOBAL is newline-terminated text: only fixed names or names from our own tables
+        if not (module.replace(".", "_").isidentifier() and name.isidentifier()):
+            raise CheckpointError(f"refusing to write {shorten(module + '.' + name)} into a pickle")
         self._w(_GLOBAL + module.encode() + b"\n" + name.encode() + b"\n")
 
     def _int(self, v: int) -> None:
@@ -461,7 +507,7 @@ class TreePickler:
             self._str(n["device"])
             self._w(_TUPLE + _REDUCE)
         elif "dtype" in n:
-            self._global("torch", n["dtype"])
+            self._global("torch", dtypes.DTYPES[n["dtype"]].name)  # our table's spelling, never the file's
         elif "float" in n:
             self._scalar(float.fromhex(n["float"]))
         elif "bytes" in n:
@@ -473,3 +519,79 @@ class TreePickler:
             self._w(_TUPLE + _REDUCE)
         else:
             raise CheckpointError(f"unknown node in checkpoint tree: {sorted(n)}")
+
+
+# ---------------------------------------------------------------------------- layout check
+
+_FLAGS = ("requires_grad", "parameter")
+
+
+def check_tree(tree, path: str) -> list[str]:
+    """Check a tree from metadata node by node against what TreePickler emits; return its tensor
+    leaves in pickle order. Every text that would reach a pickle as a GLOBAL (dtype names) comes
+    from an allow-list; other strings are length-prefixed (binary-safe) opcodes."""
+    from git_theta.formats import layout as checks
+
+    checks.check_bounded(tree, path)
+    names: list[str] = []
+
+    def node(n, prefix) -> None:
+        if n is None or isinstance(n, (bool, int, str, float)):
+            return
+        if isinstance(n, list):
+            raise checks.fail("a list where a node belongs", path)
+        if not isinstance(n, dict):
+            raise checks.fail(f"a node of type {type(n).__name__}", path)
+        if "tensor" in n:
+            if not isinstance(n["tensor"], str) or set(n) - {"tensor", *_FLAGS}:
+                raise checks.fail(f"tensor leaf {shorten(n)}", path)
+            if any(not isinstance(n.get(f, False), bool) for f in _FLAGS):
+                raise checks.fail("tensor flags are not true/false", path)
+            names.append(n["tensor"])
+            return
+        kinds = [k for k in n if k != "attrs"]
+        if len(kinds) != 1 or (
+            "attrs" in n and kinds[0] not in ("odict", "dict", "odict_of_tensors", "dict_of_tensors")
+        ):
+            raise checks.fail(f"node with keys {shorten(sorted(n))}", path)
+        kind, value = kinds[0], n[kinds[0]]
+        if kind.endswith("_of_tensors"):
+            if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+                raise checks.fail(f"{kind} is not a list of names", path)
+            names.extend(_join(prefix, k) for k in value)
+        elif kind in ("odict", "dict"):
+            if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+                raise checks.fail(f"{kind} is not a list of pairs", path)
+            for k, v in value:
+                if isinstance(k, list) or (isinstance(k, dict) and "tensor" in k):
+                    raise checks.fail("a list or a tensor as a key", path)
+                node(k, None)
+                node(v, _join(prefix, _key_value(k)))
+        elif kind in ("list", "tuple", "set", "frozenset"):
+            if not isinstance(value, list):
+                raise checks.fail(f"{kind} is not a list", path)
+            for i, v in enumerate(value):
+                node(v, _join(prefix, i))
+        elif kind == "size":
+            if not isinstance(value, list) or not all(type(v) is int for v in value):
+                raise checks.fail("size is not a list of integers", path)
+        elif kind == "device":
+            checks.check_text(value, "device", path, 100)
+        elif kind == "dtype":
+            if value not in dtypes.DTYPES:
+                raise checks.fail(f"dtype {shorten(value)} is not a torch dtype", path)
+        elif kind == "float":
+            checks.check_float_hex(value, "float", path)
+        elif kind == "bytes":
+            checks.check_base64(value, "bytes", path)
+        else:
+            raise checks.fail(f"unknown node {shorten(kind)}", path)
+        attrs = n.get("attrs")
+        if attrs is not None:
+            if not isinstance(attrs, dict):
+                raise checks.fail("attrs is not a map", path)
+            for v in attrs.values():
+                node(v, _join(prefix, "@attrs"))
+
+    node(tree, None)
+    return names

@@ -8,6 +8,7 @@ lets smudge stream a checkpoint tensor by tensor.
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from typing import BinaryIO
 
 from git_theta.errors import CheckpointError
@@ -20,13 +21,52 @@ _LOCAL = b"PK\x03\x04"
 _U32 = 0xFFFFFFFF
 
 
-def read_entries(data: memoryview, path: str) -> dict[str, memoryview]:
+# peek at a deflated member's first bytes -> the exact size its contents must have (None: any)
+Claimed = Callable[[str, bytes], "int | None"]
+_PEEK = 4096
+_DEFLATE_RATIO = 1100  # deflate cannot expand past ~1032:1; a member declaring more lies
+
+
+def read_entries(data: memoryview, path: str, claimed: "Claimed | None" = None) -> dict[str, memoryview]:
     """Map member name -> contents; stored members are views into `data`, no copy."""
-    return {name: content for name, _, content in members(data, path)}
+    return {name: content for name, _, content in members(data, path, claimed)}
 
 
-def members(data: memoryview, path: str) -> list[tuple[str, int, memoryview]]:
-    """(name, compression method, contents) of each member, in central-directory order."""
+def _inflate(raw: memoryview, usize: int, name: str, path: str, claimed: "Claimed | None") -> memoryview:
+    """A deflated member, decompressed to exactly the size its archive declares (and, with
+    `claimed`, the size its own header says it holds) before more memory is spent on it."""
+    if usize > len(raw) * _DEFLATE_RATIO + 1024:
+        raise CheckpointError(
+            f"zip member {name} declares {usize} bytes, more than deflate can expand to", path
+        )
+    try:
+        if claimed is not None:
+            want = claimed(name, zlib.decompressobj(-15).decompress(raw, min(usize, _PEEK) or 1))
+            if want is not None and want != usize:
+                raise CheckpointError(
+                    f"zip member {name} declares {usize} bytes but its header claims {want}; re-save the file",
+                    path,
+                )
+        inflater = zlib.decompressobj(-15)
+        out = inflater.decompress(raw, usize + 1)  # one byte more than declared shows a lie
+    except zlib.error:
+        raise CheckpointError(f"zip member {name} is corrupt", path) from None
+    if len(out) != usize or not inflater.eof:
+        raise CheckpointError(
+            f"zip member {name} does not decompress to the {usize} bytes its archive declares; re-save the file",
+            path,
+        )
+    return memoryview(out)
+
+
+def members(
+    data: memoryview, path: str, claimed: "Claimed | None" = None
+) -> list[tuple[str, int, memoryview]]:
+    """(name, compression method, contents) of each member, in central-directory order.
+
+    Deflated members are bounded before they are decompressed: by the sizes the archive
+    declares (in total against available memory), by deflate's largest ratio, and by what
+    their own header claims (`claimed`)."""
     size = len(data)
     window = bytes(data[max(0, size - 65557) :])
     pos = window.rfind(_EOCD)
@@ -44,6 +84,7 @@ def members(data: memoryview, path: str) -> list[tuple[str, int, memoryview]]:
                 raise CheckpointError("corrupt zip64 end record", path)
             count, cd_size, cd_offset = struct.unpack_from("<24xQQQ", data, rec)
     entries: list[tuple[str, int, memoryview]] = []
+    inflated = 0
     p = cd_offset
     for _ in range(count):
         if p + 46 > size or bytes(data[p : p + 4]) != _CENTRAL:
@@ -64,10 +105,14 @@ def members(data: memoryview, path: str) -> list[tuple[str, int, memoryview]]:
         if method == zipfile.ZIP_STORED:
             entries.append((name, method, raw))
         elif method == zipfile.ZIP_DEFLATED:
-            try:
-                entries.append((name, method, memoryview(zlib.decompress(raw, -15))))
-            except zlib.error:
-                raise CheckpointError(f"zip member {name} is corrupt", path) from None
+            inflated += usize
+            if inflated > _memory_budget():
+                raise CheckpointError(
+                    f"zip archive declares {inflated} bytes of compressed members, more than available memory; "
+                    "save it uncompressed (np.savez / torch.save)",
+                    path,
+                )
+            entries.append((name, method, _inflate(raw, usize, name, path, claimed)))
         else:
             raise CheckpointError(f"zip member {name} uses unsupported compression {method}", path)
     return entries
@@ -87,6 +132,17 @@ def _zip64_fields(extra: bytes, usize: int, csize: int, offset: int) -> tuple[in
                 offset = vals.pop(0)
         i += 4 + ln
     return usize, csize, offset
+
+
+def _memory_budget() -> int:
+    """Bytes decompressed members may take: available memory, and half an address-space limit."""
+    import resource
+
+    from git_theta.filter.spool import _available_memory
+
+    budget = _available_memory()
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return budget if soft == resource.RLIM_INFINITY else min(budget, soft // 2)
 
 
 class ZipWriter:

@@ -81,6 +81,12 @@ def rebuild(
     return (value, snapshot) if keep_snapshot else value
 
 
-def load_entry(entry: ParamEntry, store: LfsStore, name: str) -> RawTensor:
-    """The tensor a metadata entry describes, whatever its update type."""
-    return rebuild(entry, store, name)
+def load_entry(entry: ParamEntry, store: LfsStore, name: str, verify: bool | None = None) -> RawTensor:
+    """The tensor a metadata entry describes, whatever its update type; checked against the
+    entry's content hash when `verify` (default: the GIT_THETA_VERIFY setting, on)."""
+    from git_theta.storage import verified
+
+    tensor = rebuild(entry, store, name)
+    if verified.enabled() if verify is None else verify:
+        verified.check(tensor, entry, name)
+    return tensor

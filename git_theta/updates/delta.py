@@ -10,11 +10,11 @@ from abc import abstractmethod
 
 import msgpack
 
-from git_theta import codec, plugins
+from git_theta import codec, dtypes, plugins
 from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
-from git_theta.tensor import RawTensor
+from git_theta.tensor import RawTensor, numel
 from git_theta.updates import chain
 from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.dense import write_object
@@ -55,9 +55,29 @@ def pack_parts(
     return None if sink is not None else out.getvalue()
 
 
-def _decode_parts(view: memoryview, header, start: int, limit: int, name: str) -> dict[str, RawTensor]:
-    if not isinstance(header, dict):
+def _check_sizes(claims, name: str, budget: int | None) -> None:
+    """Before any part is decoded: dtypes known, shapes sane, and (with `budget`) all parts
+    together no larger than a change of this parameter can be."""
+    total = 0
+    for dtype, shape in claims:
+        if str(dtype) not in dtypes.DTYPES or not isinstance(shape, (list, tuple)) or len(shape) > 32:
+            raise ValueError("a part has a malformed dtype or shape")
+        if not all(type(s) is int and s >= 0 for s in shape):
+            raise ValueError("a part has a malformed shape")
+        total += numel(shape) * dtypes.get(str(dtype)).itemsize
+    if budget is not None and total > budget:
+        raise ThetaError(
+            f"stored update of parameter {name!r} claims {total} bytes of parts, more than a change of it "
+            "can need; restore the file from a good commit"
+        )
+
+
+def _decode_parts(
+    view: memoryview, header, start: int, limit: int, name: str, budget: int | None = None
+) -> dict[str, RawTensor]:
+    if not isinstance(header, dict) or not all(isinstance(v, list) and len(v) == 4 for v in header.values()):
         raise TypeError("not a map of parts")
+    _check_sizes([(v[0], v[1]) for v in header.values()], name, budget)
     out = {}
     for k, (dtype, shape, off, length) in header.items():
         if off < 0 or length < 0 or start + off + length > limit:
@@ -67,8 +87,9 @@ def _decode_parts(view: memoryview, header, start: int, limit: int, name: str) -
     return out
 
 
-def unpack_parts(blob, name: str) -> dict[str, RawTensor]:
-    """Inverse of pack_parts (and of the first layout: one msgpack map holding the bytes)."""
+def unpack_parts(blob, name: str, budget: int | None = None) -> dict[str, RawTensor]:
+    """Inverse of pack_parts (and of the first layout: one msgpack map holding the bytes);
+    with `budget`, parts claiming more bytes in all are refused before any is decoded."""
     view = memoryview(blob)
     try:
         if len(view) >= 12 and bytes(view[-len(TAIL_MAGIC) :]) == TAIL_MAGIC:
@@ -77,15 +98,16 @@ def unpack_parts(blob, name: str) -> dict[str, RawTensor]:
             if head_start < 0:
                 raise ValueError("header length past the start")
             header = msgpack.unpackb(view[head_start : len(view) - 12], raw=False)
-            return _decode_parts(view, header, 0, head_start, name)
+            return _decode_parts(view, header, 0, head_start, name, budget)
         if bytes(view[: len(MAGIC)]) == MAGIC:
             n = int.from_bytes(view[len(MAGIC) : len(MAGIC) + 4], "little")
             start = len(MAGIC) + 4 + n
             header = msgpack.unpackb(view[len(MAGIC) + 4 : start], raw=False)
-            return _decode_parts(view, header, start, len(view), name)
+            return _decode_parts(view, header, start, len(view), name, budget)
         packed = msgpack.unpackb(view, raw=False)
-        if not isinstance(packed, dict):
+        if not isinstance(packed, dict) or not all(isinstance(v, dict) for v in packed.values()):
             raise TypeError("not a map of parts")
+        _check_sizes([(v["dtype"], v["shape"]) for v in packed.values()], name, budget)
         return {
             str(k): codec.decode(
                 v["data"], str(v["dtype"]), tuple(int(s) for s in v["shape"]), f"{name!r} {k}"
@@ -94,7 +116,7 @@ def unpack_parts(blob, name: str) -> dict[str, RawTensor]:
         }
     except ThetaError:
         raise
-    except (ValueError, KeyError, TypeError, msgpack.exceptions.ExtraData) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError, msgpack.exceptions.ExtraData) as exc:
         raise ThetaError(f"stored update of parameter {name!r} is corrupt ({exc})") from None
 
 
@@ -115,6 +137,24 @@ class DeltaUpdate(Update):
     def check_side(self, parts: dict[str, RawTensor], dtype: str, shape: tuple[int, ...]) -> str | None:
         """Why side-loaded `parts` cannot update a parameter of this dtype/shape (None: they can)."""
         return None
+
+    def check_apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry, name: str) -> None:
+        """Before `apply` computes anything: the stored parts and the value they build on can
+        give the tensor the entry claims (a crafted entry is refused, not computed); for types
+        that keep the shape (all but bitdelta), the base has the entry's dtype and size."""
+        if old.dtype != entry.dtype or numel(old.shape) != numel(entry.shape):
+            raise ThetaError(
+                f"stored {self.name} update of parameter {name!r} builds on {old.dtype}{list(old.shape)}, "
+                f"not on {entry.dtype}{list(entry.shape)}; restore the file from a good commit"
+            )
+        missing = [p for p in self.needed_parts(parts) if p not in parts]
+        why = f"it lacks part {missing[0]!r}" if missing else self.check_side(parts, entry.dtype, entry.shape)
+        if why:
+            raise ThetaError(f"stored {self.name} update of parameter {name!r} is malformed ({why})")
+
+    def needed_parts(self, parts: dict[str, RawTensor]) -> tuple[str, ...]:
+        """The parts `apply` reads, given which are there (several layouts may exist)."""
+        return self.side_parts
 
     def base_for(self, previous: ParamEntry, ctx: UpdateContext) -> tuple[ParamEntry, RawTensor]:
         """The entry this change builds on and its value (the previous one by default)."""
@@ -153,4 +193,5 @@ class DeltaUpdate(Update):
 
     def read_parts(self, entry: ParamEntry, store: LfsStore, name: str) -> dict[str, RawTensor]:
         """Read and decode this step's stored parts."""
-        return unpack_parts(store.read_entry(entry, what=f"parameter {name!r}"), name)
+        budget = numel(entry.shape) * (dtypes.get(entry.dtype).itemsize + 8) + (1 << 20)
+        return unpack_parts(store.read_entry(entry, what=f"parameter {name!r}"), name, budget)

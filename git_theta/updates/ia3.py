@@ -56,5 +56,6 @@ class IA3Update(DeltaUpdate):
         return f"ia3 of shape {list(got)} does not broadcast to {list(shape)}"
 
     def apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry, name: str) -> RawTensor:
-        new = old.numpy() * parts["ia3"].numpy()
+        self.check_apply(old, parts, entry, name)
+        new = old.numpy().reshape(entry.shape) * parts["ia3"].numpy()
         return RawTensor.from_numpy(np.ascontiguousarray(new).reshape(entry.shape), old.dtype)

@@ -89,6 +89,7 @@ class LowRankUpdate(DeltaUpdate):
         return f"R {list(r)} @ C {list(c)} does not give {list(shape)} (expected {batched} or R [{m}, k] @ C [k, {n}])"
 
     def apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry, name: str) -> RawTensor:
+        self.check_apply(old, parts, entry, name)
         prev = old.numpy()
         r, c = parts["R"].numpy(), parts["C"].numpy()
         shape = tuple(entry.shape)

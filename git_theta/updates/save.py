@@ -5,6 +5,7 @@ import hashlib
 
 from git_theta import plugins
 from git_theta.metadata import ParamEntry
+from git_theta.storage import verified
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
 from git_theta.updates.base import UpdateContext
@@ -41,7 +42,7 @@ def store_tensor(
         and tuple(previous.shape) == tuple(tensor.shape)
     ):
         ctx = UpdateContext(store, name, previous)
-        if ctx.previous_usable():
+        if ctx.previous_usable() and verified.content_matches(previous, store):
             return previous
     ctx = UpdateContext(store, name, previous, side)
     if known is not None and previous is not None:

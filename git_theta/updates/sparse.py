@@ -8,6 +8,7 @@ git-theta layout): `<param>/data`, `indices`, `indptr` (a scipy CSR matrix of sh
 
 import numpy as np
 
+from git_theta import dtypes
 from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor, numel
@@ -96,7 +97,7 @@ class SparseUpdate(DeltaUpdate):
         values = np.ascontiguousarray(b[idx]).reshape(-1)
         return {"gaps": RawTensor.from_numpy(gaps), "values": RawTensor.from_numpy(values)}
 
-    def check_side(self, parts: dict[str, RawTensor], dtype: str, shape: tuple[int, ...]) -> str | None:
+    def _check_csr(self, parts: dict[str, RawTensor], dtype: str, shape: tuple[int, ...]) -> str | None:
         n = numel(shape)
         given = [int(s) for s in parts["shape"].numpy().reshape(-1)]
         if given != list(shape):
@@ -110,7 +111,34 @@ class SparseUpdate(DeltaUpdate):
             return f"indices must lie in [0, {n})"
         return None
 
+    def needed_parts(self, parts: dict[str, RawTensor]) -> tuple[str, ...]:
+        if "data" in parts:
+            return ("data", "indices")
+        return ("gaps", "values") if "gaps" in parts else ("indices", "values")
+
+    def check_side(self, parts: dict[str, RawTensor], dtype: str, shape: tuple[int, ...]) -> str | None:
+        if "data" in parts and all(p in parts for p in SIDE_PARTS):
+            return self._check_csr(parts, dtype, shape)
+        index = parts.get("indices") if "data" in parts else parts.get("gaps", parts.get("indices"))
+        count = numel(index.shape)
+        if dtypes.get(index.dtype).kind not in "iu" or count > numel(shape):
+            return f"{count} positions of dtype {index.dtype} for {numel(shape)} elements"
+        if "data" in parts:
+            if numel(parts["data"].shape) != count:
+                return f"data has {numel(parts['data'].shape)} values for {count} indices"
+        elif (
+            numel(parts["values"].shape) * dtypes.get(parts["values"].dtype).itemsize
+            != count * dtypes.get(dtype).itemsize
+        ):
+            return f"values do not match {count} positions"
+        if "data" in parts and count:
+            idx = index.numpy().reshape(-1)
+            if int(idx.min()) < 0 or int(idx.max()) >= numel(shape):
+                return f"indices must lie in [0, {numel(shape)})"
+        return None
+
     def apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry, name: str) -> RawTensor:
+        self.check_apply(old, parts, entry, name)
         if "data" in parts:
             return _add_csr(old, parts, entry)
         w = words.per_element(old).copy()

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Coverage-guided fuzzing (atheris/libFuzzer) of the metadata parser and every checkpoint reader.
+"""Coverage-guided fuzzing (atheris/libFuzzer) of the metadata parser, every checkpoint reader
+and every writer.
 
-Each input is either parsed as metadata or handed to one format's reader; anything but a result
-or a ThetaError is a finding (atheris stops and prints the input). Run with a bounded budget:
+Each input is either parsed as metadata (and, when it parses, written as its format's file: the
+writers take layouts from metadata anyone may commit) or handed to one format's reader (and what
+it read written back); anything but a result or a ThetaError is a finding (atheris stops and
+prints the input). Run with a bounded budget:
 
     python tests/fuzz/atheris_readers.py -atheris_runs=20000
 """
@@ -19,6 +22,7 @@ with atheris.instrument_imports():
     from git_theta.errors import ThetaError
     from git_theta.formats.detect import by_name
     from git_theta.metadata import Metadata
+    from git_theta.tensor import RawTensor, TensorSpec
 
 FORMATS = ["metadata", "pytorch", "safetensors", "numpy", "flax"]
 FORMATS += ["hdf5", "keras"]
@@ -39,6 +43,12 @@ def seeds() -> list[bytes]:
     np.savez(buf, w=np.ones((3, 2), np.float32))
     out.append(bytes([3]) + buf.getvalue())
     out.append(bytes([4]) + serialization.msgpack_serialize({"w": np.ones(3, np.float32)}))
+    from git_theta.metadata import ParamEntry
+
+    for i, fmt_name in ((1, "pytorch"), (3, "numpy"), (4, "flax")):  # metadata of those files
+        ck = by_name(fmt_name).read(memoryview(out[i - 1][1:]), "seed")
+        params = {n: ParamEntry(t.dtype, t.shape, "0" * 64, "0" * 64, 0) for n, t in ck.tensors.items()}
+        out.append(bytes([0]) + Metadata(fmt_name, ck.layout, params).dumps())
     out += _hdf5_seeds()
     return out
 
@@ -64,15 +74,31 @@ def _hdf5_seeds() -> list[bytes]:
     return [bytes([FORMATS.index("hdf5")]) + h5, bytes([FORMATS.index("keras")]) + buf.getvalue()]
 
 
+def write(fmt, layout, specs, tensors) -> None:
+    """A writer given a layout: refused with a ThetaError, or written."""
+    fmt.check_layout(layout, specs, "fuzz")
+    fmt.write(layout, specs, tensors, io.BytesIO(), "fuzz")
+
+
 def one_input(data: bytes) -> None:
     if not data:
         return
     kind, body = FORMATS[data[0] % len(FORMATS)], data[1:]
     try:
         if kind == "metadata":
-            Metadata.loads(body, "fuzz")
+            meta = Metadata.loads(body, "fuzz")
+            specs = [TensorSpec(n, e.dtype, tuple(e.shape)) for n, e in meta.params.items()]
+            if sum(e.nbytes for e in meta.params.values()) <= 1 << 20:
+                zeros = [
+                    RawTensor(s.dtype, s.shape, memoryview(bytes(e.nbytes)))
+                    for s, e in zip(specs, meta.params.values())
+                ]
+                write(by_name(meta.format), meta.layout, specs, zeros)
         else:
-            dict(by_name(kind).read(memoryview(body), "fuzz").tensors)
+            fmt = by_name(kind)
+            ck = fmt.read(memoryview(body), "fuzz")
+            specs = [TensorSpec(n, t.dtype, tuple(t.shape)) for n, t in ck.tensors.items()]
+            write(fmt, ck.layout, specs, list(ck.tensors.values()))
     except ThetaError:
         pass
 

@@ -1,0 +1,104 @@
+"""Content verification: a rebuilt tensor must be the one its metadata's `hash` names.
+
+Metadata comes from commits anyone may make: an entry can point a parameter at another valid
+object while keeping the old hash. Every tensor rebuilt for use is hashed and compared
+(`GIT_THETA_VERIFY`, default on; `git theta fsck` always), and the clean filter reuses an
+entry for an unchanged tensor only once its objects are known to hold that content: entries
+this repository stored itself or verified before are recorded (by a fingerprint of the whole
+entry) in `.git/theta/verified`, others are decoded and checked once.
+"""
+
+import hashlib
+import json
+import os
+import threading
+
+from git_theta import config
+from git_theta.errors import ThetaError, shorten
+from git_theta.metadata import ParamEntry
+from git_theta.tensor import RawTensor
+
+_lock = threading.Lock()
+_known: dict[str, set[str]] = {}  # verified-file path -> fingerprints read or added
+
+
+def enabled() -> bool:
+    """Whether tensors rebuilt for checkout, load, diff and merge are checked (`GIT_THETA_VERIFY`)."""
+    return config.get_bool("verify")
+
+
+def check(tensor: RawTensor, entry: ParamEntry, name: str) -> None:
+    """Refuse a rebuilt tensor whose bytes do not hash to its entry's `hash`."""
+    if not entry.hash:
+        return  # an entry being stored (its hash is filled in afterwards)
+    if (tensor.dtype, tuple(tensor.shape)) != (entry.dtype, tuple(entry.shape)):
+        raise ThetaError(
+            f"parameter {shorten(name)} rebuilds as {tensor.dtype}{list(tensor.shape)}, its metadata says "
+            f"{entry.dtype}{list(entry.shape)}; restore the file from a good commit"
+        )
+    if hashlib.sha256(tensor.data).hexdigest() != entry.hash:
+        raise ThetaError(
+            f"parameter {shorten(name)}: the stored data does not match the content hash in its metadata "
+            "(the commit points it at other data); restore the file from a good commit and run `git theta fsck`"
+        )
+
+
+def fingerprint(entry: ParamEntry) -> str:
+    """sha256 of the whole entry (objects, slices, chain and hash)."""
+    return hashlib.sha256(json.dumps(entry.to_json(), sort_keys=True).encode()).hexdigest()
+
+
+def _file(store) -> str:
+    return os.path.join(store.common_dir, "theta", "verified")
+
+
+def _loaded(path: str) -> set[str]:
+    found = _known.get(path)
+    if found is None:
+        try:
+            with open(path, encoding="ascii", errors="replace") as f:
+                found = {line.strip() for line in f if len(line.strip()) == 64}
+        except OSError:
+            found = set()
+        _known[path] = found
+    return found
+
+
+def is_verified(store, entry: ParamEntry) -> bool:
+    """True when this repository stored or verified exactly this entry before."""
+    with _lock:
+        return fingerprint(entry) in _loaded(_file(store))
+
+
+def record(store, entries) -> None:
+    """Remember entries whose content is known to match their hash (appended, one line each)."""
+    path = _file(store)
+    with _lock:
+        known = _loaded(path)
+        new = {fingerprint(e) for e in entries if e.hash} - known
+        if not new:
+            return
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a", encoding="ascii") as f:
+                f.write("".join(f"{fp}\n" for fp in sorted(new)))
+        except OSError:
+            return  # a read-only repository: verified again next time
+        known |= new
+
+
+def content_matches(entry: ParamEntry, store) -> bool:
+    """Whether an entry from HEAD or the index may be reused for a tensor with its hash: it
+    was recorded as verified before, or its objects are decoded and checked now (once)."""
+    if is_verified(store, entry):
+        return True
+    from git_theta.logs import get_logger
+    from git_theta.updates import load_entry
+
+    try:
+        load_entry(entry, store, "", verify=True)
+    except ThetaError as exc:
+        get_logger(__name__).warning("not reusing a stored entry, storing the tensor again: %s", exc)
+        return False
+    record(store, [entry])
+    return True
