@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from git_theta import config
 from git_theta.errors import ThetaError
 from git_theta.git import history, repo
-from git_theta.storage import objects_lock
+from git_theta.storage import objects_lock, verified
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.updates import objects_of
 
@@ -56,14 +56,21 @@ def stale_temp_files(store: LfsStore, top: str) -> list[str]:
 def referenced(top: str, reflog: bool = True) -> set[str]:
     """Every oid that refs, reflogs (with `reflog`), stash entries, and the HEAD and index of
     every worktree refer to (git's own `--all --reflog --indexed-objects`, which `git gc` uses)."""
+    return _reachable(top, reflog)[0]
+
+
+def _reachable(top: str, reflog: bool) -> tuple[set[str], set[str]]:
+    """(oids, fingerprints of the metadata entries) that `referenced` keeps."""
     stashes = repo.run(["reflog", "show", "--format=%H", "refs/stash"], cwd=top, check=False).decode().split()
     args = ["--all", *(["--reflog"] if reflog else []), "--indexed-objects", *stashes]
     blobs = history.small_blobs(args, top, "git theta prune")
     keep = history.lfs_pointer_oids(blobs, top)
+    fingerprints = set()
     for _, meta in history.metadata_in(blobs, top):
         for entry in meta.params.values():
             keep.update(objects_of(entry))
-    return keep
+            fingerprints.add(verified.fingerprint(entry))
+    return keep, fingerprints
 
 
 DEFAULT_EXPIRE = "2.weeks.ago"  # git's default gc.pruneExpire
@@ -111,7 +118,7 @@ def prune(
     cutoff = expiry_time(expire)
     store = LfsStore.for_cwd(top)
     with objects_lock.pruning(top):
-        keep = referenced(top, reflog)
+        keep, fingerprints = _reachable(top, reflog)
         report = PruneReport({}, 0, 0, expire=expire)
         for oid, path in local_objects(store).items():
             st = os.stat(path)
@@ -130,4 +137,5 @@ def prune(
                 os.unlink(store.path(oid))
             for path in stale:
                 os.unlink(path)
+            verified.retain(store, fingerprints)  # the record of checked entries stays what is referenced
     return report

@@ -87,6 +87,25 @@ def record(store, entries) -> None:
         known |= new
 
 
+def retain(store, fingerprints: set[str]) -> int:
+    """Forget every recorded entry not in `fingerprints` (prune keeps the record of what is still
+    referenced, so it does not grow forever); returns how many were forgotten. Forgetting is
+    always safe: an entry not on record is decoded and checked again before reuse."""
+    path = _file(store)
+    with _lock:
+        _known.pop(path, None)
+        known = _loaded(path)
+        kept = known & fingerprints
+        if kept == known:
+            return 0
+        tmp = f"{path}.theta-tmp"
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write("".join(f"{fp}\n" for fp in sorted(kept)))
+        os.replace(tmp, path)
+        _known[path] = kept
+        return len(known) - len(kept)
+
+
 def content_matches(entry: ParamEntry, store) -> bool:
     """Whether an entry from HEAD or the index may be reused for a tensor with its hash: it
     was recorded as verified before, or its objects are decoded and checked now (once)."""

@@ -400,3 +400,27 @@ def with_load(git_theta, error, repo):
     except error:
         return
     raise AssertionError("git_theta.load accepted crafted metadata")
+
+
+def test_fsck_decodes_every_slice_of_a_shared_pack(repo):
+    """Small tensors share one pack object; a commit whose second slice of it is cut short must be
+    reported by fsck (which used to decode only the first user of each object), as checkout fails."""
+    commit_tracked_model(repo, small_model())
+    doc = metadata_at(repo)
+    packed = [n for n in doc["checkpoint"]["order"] if "pack" in doc["parameters"][n]["theta_metadata"]]
+    by_object: dict[str, list[str]] = {}
+    for name in packed:
+        by_object.setdefault(doc["parameters"][name]["lfs_metadata"]["oid"], []).append(name)
+    users = max(by_object.values(), key=len)
+    assert len(users) >= 2, "the model's small tensors should share a pack object"
+    users.sort(key=lambda n: doc["parameters"][n]["theta_metadata"]["pack"][0])
+    second = users[1]
+    offset, length = doc["parameters"][second]["theta_metadata"]["pack"]
+    doc["parameters"][second]["theta_metadata"]["pack"] = [offset, length // 2]
+    commit_metadata(repo, doc, message="second slice cut short")
+
+    fsck = repo.theta("fsck", "--no-fetch", check=False)
+    err = fsck.stderr.decode() + fsck.stdout.decode()
+    assert fsck.returncode == 1 and "Traceback" not in err, err
+    assert second in err, err
+    assert "model.pt" in one_line_error(checkout_again(repo))

@@ -274,3 +274,31 @@ def test_metadata_past_the_limit_stops_prune_and_push(repo, bare_remote):
     )
     assert proc.returncode != 0 and "git push stops" in proc.stderr.decode()
     assert os.path.exists(path)
+
+
+def test_prune_keeps_the_record_of_verified_entries_to_what_is_referenced(repo):
+    """`.git/theta/verified` (entries known to hold their content) shrinks with what prune
+    deletes instead of growing forever; what is still referenced stays on record."""
+    from git_theta.metadata import Metadata
+    from git_theta.storage import verified
+
+    path = commit_tracked_model(repo, model(0), message="v1")
+    save(model(1), path)
+    repo("commit", "-qam", "v2")
+    record = os.path.join(repo.cwd, ".git", "theta", "verified")
+
+    def fingerprints(rev: str) -> set[str]:
+        meta = Metadata.loads(repo("cat-file", "-p", f"{rev}:model.pt").stdout)
+        return {verified.fingerprint(e) for e in meta.params.values()}
+
+    v1, v2 = fingerprints("HEAD~1"), fingerprints("HEAD")
+    with open(record) as f:
+        before = {line.strip() for line in f}
+    assert v1 | v2 <= before
+    repo("reset", "-q", "--hard", "HEAD~1")
+    age_objects(repo.cwd)
+    repo.theta("prune", "--force", "--no-reflog")
+    with open(record) as f:
+        after = {line.strip() for line in f}
+    assert v1 <= after and not (v2 - v1) & after
+    repo.theta("fsck", "--no-fetch")
