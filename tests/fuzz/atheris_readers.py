@@ -25,7 +25,7 @@ with atheris.instrument_imports():
     from git_theta.tensor import RawTensor, TensorSpec
 
 FORMATS = ["metadata", "pytorch", "safetensors", "numpy", "flax"]
-FORMATS += ["hdf5", "keras"]
+FORMATS += ["hdf5", "keras", "gguf", "onnx"]
 
 
 def seeds() -> list[bytes]:
@@ -50,6 +50,36 @@ def seeds() -> list[bytes]:
         params = {n: ParamEntry(t.dtype, t.shape, "0" * 64, "0" * 64, 0) for n, t in ck.tensors.items()}
         out.append(bytes([0]) + Metadata(fmt_name, ck.layout, params).dumps())
     out += _hdf5_seeds()
+    out += _gguf_onnx_seeds()
+    return out
+
+
+def _gguf_onnx_seeds() -> list[bytes]:
+    """A GGUF with plain and quantized tensors and an ONNX model with inline initializers, written
+    by the real libraries (when installed: both are extras)."""
+    import os
+    import sys
+    import tempfile
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            from tests import ggufs
+
+            ggufs.write(os.path.join(tmp, "m.gguf"), ggufs.small_llm(0))
+            with open(os.path.join(tmp, "m.gguf"), "rb") as f:
+                out.append(bytes([FORMATS.index("gguf")]) + f.read())
+        except ImportError:  # pragma: no cover - gguf is an extra
+            pass
+        try:
+            from tests import onnxs
+
+            onnxs.save(os.path.join(tmp, "m.onnx"), onnxs.weights(0))
+            with open(os.path.join(tmp, "m.onnx"), "rb") as f:
+                out.append(bytes([FORMATS.index("onnx")]) + f.read())
+        except ImportError:  # pragma: no cover - onnx is an extra
+            pass
     return out
 
 
