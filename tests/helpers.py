@@ -161,3 +161,21 @@ def push_and_clone(repo, bare_remote: str, dest: str, env: dict | None = None) -
         ["git", "clone", "-q", bare_remote, dest], env=env or repo.env, check=True, capture_output=True
     )
     return dest
+
+
+def metadata_doc(repo, path: str = "model.pt", rev: str = "HEAD") -> dict:
+    """The metadata committed for `path` as a version 1 document (parameters by name, each a
+    nested entry), whatever version was written: what tests inspect or an attacker edits."""
+    import json
+
+    doc = json.loads(repo("cat-file", "-p", f"{rev}:{path}").stdout)
+    if doc["git_theta"]["metadata_version"] == 1:
+        return doc
+    from git_theta.metadata import Metadata
+
+    meta = Metadata.loads(json.dumps(doc).encode())
+    return {
+        "checkpoint": {"format": meta.format, "layout": meta.layout, "order": list(meta.params)},
+        "git_theta": {"metadata_version": 1},
+        "parameters": {name: entry.to_json() for name, entry in meta.params.items()},
+    }

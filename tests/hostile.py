@@ -12,17 +12,9 @@ import os
 def metadata_at(repo, path: str = "model.pt", rev: str = "HEAD") -> dict:
     """The metadata committed for `path` (cat-file runs no filter) as a version 1 document, the
     nested form an attacker edits most easily and that git-theta still reads."""
-    doc = json.loads(repo("cat-file", "-p", f"{rev}:{path}").stdout)
-    if doc["git_theta"]["metadata_version"] == 1:
-        return doc
-    from git_theta.metadata import Metadata  # only to read what was committed
+    from tests.helpers import metadata_doc
 
-    meta = Metadata.loads(json.dumps(doc).encode())
-    return {
-        "checkpoint": {"format": meta.format, "layout": meta.layout, "order": list(meta.params)},
-        "git_theta": {"metadata_version": 1},
-        "parameters": {name: entry.to_json() for name, entry in meta.params.items()},
-    }
+    return metadata_doc(repo, path, rev)
 
 
 def commit_metadata(repo, doc: dict, path: str = "model.pt", message: str = "crafted") -> str:

@@ -1,14 +1,13 @@
 """End to end: GGUF files with mixed quantized tensors through git (add, change, checkout, clone,
 diff, merge) and the Python API."""
 
-import json
 import os
 
 import numpy as np
 import pytest
 
 from tests import ggufs
-from tests.helpers import lfs_objects
+from tests.helpers import lfs_objects, metadata_doc
 
 
 def changed(tensors: dict, seed: int) -> dict:
@@ -39,12 +38,12 @@ def history(repo):
 
 def test_add_change_checkout_clone_bit_exact(history, bare_remote, tmp_path):
     repo, path, first, second, stored = history
-    meta = json.loads(repo.out("show", "HEAD:model.gguf"))
+    meta = metadata_doc(repo, "model.gguf")
     assert meta["checkpoint"]["format"] == "gguf"
     assert meta["parameters"]["blk.0.ffn_down.weight"]["tensor_metadata"]["dtype"] == "uint8"
     assert len(set(lfs_objects(repo.cwd)) - stored) <= 3  # only the three changed tensors
-    new_params = json.loads(repo.out("show", "HEAD:model.gguf"))["parameters"]
-    old_params = json.loads(repo.out("show", "HEAD~1:model.gguf"))["parameters"]
+    new_params = metadata_doc(repo, "model.gguf")["parameters"]
+    old_params = metadata_doc(repo, "model.gguf", "HEAD~1")["parameters"]
     assert sorted(n for n in new_params if new_params[n] != old_params[n]) == [
         "blk.0.attn_q.weight",
         "blk.0.ffn_down.weight",

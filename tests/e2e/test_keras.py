@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import lfs_objects, push_and_clone
+from tests.helpers import lfs_objects, metadata_doc, push_and_clone
 
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("keras")
@@ -114,7 +114,7 @@ def test_keras_files_round_trip(saved, repo, bare_remote, tmp_path, name):
     shutil.copy(saved / "v1" / name, path)
     repo("add", "-A")
     repo("commit", "-qm", "v1")
-    meta1 = json.loads(repo.out("show", f"HEAD:{name}"))
+    meta1 = metadata_doc(repo, name)
     assert meta1["checkpoint"]["format"] == kind
     assert KERNELS[name][0] in meta1["parameters"]
     stored = set(lfs_objects(repo.cwd))
@@ -131,7 +131,7 @@ def test_keras_files_round_trip(saved, repo, bare_remote, tmp_path, name):
     shutil.copy(saved / "v2" / name, path)
     repo("add", "-A")
     repo("commit", "-qm", "v2")
-    meta2 = json.loads(repo.out("show", f"HEAD:{name}"))
+    meta2 = metadata_doc(repo, name)
     before, after = tensors(str(saved / "v1" / name), kind), tensors(str(saved / "v2" / name), kind)
     same = [n for n in after if before.get(n) == after[n]]
     changed = set(after.values()) - set(before.values())

@@ -1,14 +1,13 @@
 """End to end: ONNX models through git, inline (track *.onnx) and with external data (track the
 data file; the .onnx stays an ordinary git file)."""
 
-import json
 import os
 
 import numpy as np
 import pytest
 
 from tests import onnxs
-from tests.helpers import lfs_objects
+from tests.helpers import lfs_objects, metadata_doc
 
 
 def assert_same(got: dict, want: dict) -> None:
@@ -27,7 +26,7 @@ def test_add_change_checkout_clone(repo, bare_remote, tmp_path, external):
     files1 = {f: open(os.path.join(repo.cwd, f), "rb").read() for f in ("model.onnx", tracked)}
     repo("add", "-A")
     repo("commit", "-qm", "v1")
-    meta = json.loads(repo.out("show", f"HEAD:{tracked}"))
+    meta = metadata_doc(repo, tracked)
     assert meta["checkpoint"]["format"] == "onnx"
     stored = set(lfs_objects(repo.cwd))
     v2 = dict(v1, w1=v1["w1"] * 2)  # one initializer changes
