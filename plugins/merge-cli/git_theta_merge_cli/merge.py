@@ -2,6 +2,7 @@
 merged, stored by git-theta and dropped, so memory stays near the largest tensor times the
 number of inputs, never whole models. The result is committed and checked out at OUT."""
 
+import dataclasses
 import json
 import os
 import zlib
@@ -39,7 +40,7 @@ class Request:
     ancestor: str | None = None
     args: dict[str, list[str]] = field(default_factory=dict)
     message: str | None = None
-    device: str = "cpu"
+    device: str | None = None  # None: cpu, or cuda for a -gpu method where CUDA exists
     seed: int = 0
     test_run: int | None = None  # the original's --test_run N: merge (and output) only N parameters
 
@@ -103,14 +104,17 @@ def run(req: Request, cwd: str | None = None) -> str:
     top = repo.root(cwd)
     repo.require_lfs()
     method = methods.get(req.method)
-    device = "cuda" if req.method.endswith("-gpu") else req.device
-    if req.method.endswith("-gpu") and not torch.cuda.is_available():
+    device = req.device or ("cuda" if req.method.endswith("-gpu") else "cpu")
+    if req.device is None and req.method.endswith("-gpu") and not torch.cuda.is_available():
         # the original plug-in's scripts name every method -gpu; they still run, on the CPU
         log.warning("%s: no CUDA device here; merging on the CPU", req.method)
         device = "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ThetaError("--device cuda: no CUDA device is available here; use --device cpu")
     args = method.parse_args(req.args)
+    if req.aux and not method.aux_kind:  # the original plug-in ignores them too
+        log.warning("%s uses no --aux_data; ignoring %s", method.name, ", ".join(req.aux))
+        req = dataclasses.replace(req, aux=[])
     method.check(len(req.models), req.ancestor is not None, len(req.aux), args)
     store = LfsStore.for_cwd(top)
     models = [GitModel(spec, top, store) for spec in req.models]
@@ -161,7 +165,7 @@ def run(req: Request, cwd: str | None = None) -> str:
     meta = Metadata(models[0].meta.format, layout, {n: entries[n] for n in names})
     blobs = {out_path: write_blob(meta.dumps(), top)}
     blobs.update(attributes_blob_for(top, out_path))
-    commit = commit_paths(top, blobs, _message(req, method, args, computed, len(names)))
+    commit = commit_paths(top, blobs, _message(req, method, args, computed, len(names), device))
     if os.path.exists(os.path.join(top, out_path)):
         os.remove(os.path.join(top, out_path))
     repo.run(["checkout", "--", out_path], cwd=top)
@@ -251,7 +255,7 @@ class LazyModels:
         return (self[i] for i in range(len(self)))
 
 
-def _message(req: Request, method, args: dict, computed: int, total: int) -> str:
+def _message(req: Request, method, args: dict, computed: int, total: int, device: str) -> str:
     head = req.message or f"Merge {len(req.models)} models with {method.name}"
     record = {
         "method": method.name,
@@ -260,7 +264,7 @@ def _message(req: Request, method, args: dict, computed: int, total: int) -> str
         "ancestor": req.ancestor,
         "aux_data": req.aux,
         "seed": req.seed,
-        "device": req.device,
+        "device": device,
         "parameters_merged": computed,
         "parameters_total": total,
     }

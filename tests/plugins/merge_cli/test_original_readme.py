@@ -211,3 +211,23 @@ def test_original_forms_of_arguments_and_flags(readme_repo, tmp_path):
     record = records[0]["layers.0.weight"]
     assert set(record) == {"exit_code", "initial_error", "final_error"}
     assert record["final_error"] < record["initial_error"]
+
+
+def test_aux_data_ignored_where_unused_and_device_argument_of_gpu_methods(readme_repo):
+    """The original passes --aux_data to every method and ignores it where unused, and its -gpu
+    methods take --x:device: both run here, the first with a one-line warning."""
+    repo, base, tuned, stats = readme_repo
+    fisher = [m.replace("model.pt", "fisher.pt") for m in MODELS]
+    proc = merge_cli(
+        repo, "--models", *MODELS, "--aux_data", *fisher, "--output", "avg.pt", "--merge", "average"
+    )
+    warnings = [line for line in proc.stderr.decode().splitlines() if "--aux_data" in line]
+    assert len(warnings) == 1 and "ignoring" in warnings[0], proc.stderr.decode()
+    close(merged(repo, "avg.pt"), {k: sum(t[k] for t in tuned) / 3 for k in base})
+
+    proc = merge_cli(repo, "--models", *MODELS, "--ancestor", "model/pretrained/model.pt", "--aux_data", *fisher,
+                     "--x:merge_lambda", "0.1", "--x:device", "cpu", "--output", "ta.pt",
+                     "--merge", "task-arithmetic-gpu")  # fmt: skip
+    assert "no CUDA device" not in proc.stderr.decode()  # the device was chosen: no fallback warning
+    close(merged(repo, "ta.pt"), {k: base[k] + sum(0.1 * (t[k] - base[k]) for t in tuned) for k in base})
+    assert '"device": "cpu"' in repo.out("log", "-1", "--format=%B")
