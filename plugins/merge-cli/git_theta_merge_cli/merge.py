@@ -135,8 +135,9 @@ def run(req: Request, cwd: str | None = None) -> str:
         src.ensure_objects()
 
     names = models[0].names
-    if req.test_run:
-        names = [n for i, n in enumerate(names) if i < req.test_run or n == "transformer.lm_head.weight"]
+    if req.test_run:  # the original's first N are in its metadata's order: sorted by name
+        chosen = set(sorted(names)[: req.test_run]) | {"transformer.lm_head.weight"}
+        names = [n for n in names if n in chosen]
     entries: dict[str, ParamEntry] = {}
     computed = 0
     progress = Progress(f"merging {len(names)} parameters with {method.name}", len(names))
