@@ -121,6 +121,8 @@ def run(req: Request, cwd: str | None = None) -> str:
     ancestor = GitModel(req.ancestor, top, store) if req.ancestor else None
     aux = [open_aux(spec, top, store) for spec in req.aux]
     check_inputs(models, ancestor, aux, method)
+    if hasattr(method, "settle_args"):  # arguments that depend on the inputs' shapes
+        args = method.settle_args(models[0], aux, args)
     extra = {}
     seed = req.seed if args.get("seed") is None else args["seed"]
     if args.get("global_majority_sign") and not _is_number(args["global_majority_sign"]):
@@ -138,12 +140,13 @@ def run(req: Request, cwd: str | None = None) -> str:
     if req.test_run:  # the original's first N are in its metadata's order: sorted by name
         chosen = set(sorted(names)[: req.test_run]) | {"transformer.lm_head.weight"}
         names = [n for n in names if n in chosen]
+    copies = method.copies_equal_models(args, ancestor is not None, bool(aux))
     entries: dict[str, ParamEntry] = {}
     computed = 0
     progress = Progress(f"merging {len(names)} parameters with {method.name}", len(names))
     try:
         for group in method.groups(names):
-            if all(_same_everywhere(models, n) for n in group):
+            if all(_same_everywhere(models, n, copies, ancestor) for n in group):
                 for n in group:
                     entries[n] = models[0].entry(n)  # equal in every model: copied, not computed
                 progress.advance(len(group))
@@ -184,9 +187,13 @@ def _previous(top: str, rev: str, path: str) -> dict[str, ParamEntry]:
         return {}
 
 
-def _same_everywhere(models: list[GitModel], name: str) -> bool:
+def _same_everywhere(models: list[GitModel], name: str, copies: str, ancestor: GitModel | None) -> bool:
+    """Copy, not compute, a parameter equal in every model where the method's result is that value."""
+    if copies == "never" or (copies == "with-ancestor" and ancestor is None):
+        return False
     first = models[0].entry(name)
-    return all(m.entry(name).same_tensor(first) for m in models[1:])
+    others = models[1:] + ([ancestor] if copies == "with-ancestor" else [])
+    return all(m.entry(name).same_tensor(first) for m in others)
 
 
 def _merge_group(group, models, ancestor, aux, method, args, device, seed, extra) -> dict:

@@ -233,3 +233,30 @@ def test_aux_data_ignored_where_unused_and_device_argument_of_gpu_methods(readme
     assert "no CUDA device" not in proc.stderr.decode()  # the device was chosen: no fallback warning
     close(merged(repo, "ta.pt"), {k: base[k] + sum(0.1 * (t[k] - base[k]) for t in tuned) for k in base})
     assert '"device": "cpu"' in repo.out("log", "-1", "--format=%B")
+
+
+def test_equal_parameters_are_merged_where_the_formula_moves_them(repo):
+    """The original computes every parameter of models committed apart (their metadata differ), so
+    a parameter equal in all models still gets scaled by merge_lambdas that do not sum to 1, or moved
+    by TIES' pre-trimmed task vectors; it is copied only where the formula keeps it."""
+    repo.theta("track", "*.pt")
+    base = small_model(0, width=4, layers=1)
+    same = {k: v + 1.0 for k, v in base.items()}  # the models are equal, and differ from the ancestor
+    tvs = {k: torch.full(v.shape, 0.5) for k, v in base.items()}
+    for i in range(2):
+        torch.save(same, os.path.join(repo.cwd, f"m{i}.pt"))
+        torch.save(tvs, os.path.join(repo.cwd, f"tv{i}.pt"))
+    torch.save(base, os.path.join(repo.cwd, "base.pt"))
+    repo("add", "-A")
+    repo("commit", "-qm", "equal models")
+    two = ["--models", "m0.pt", "m1.pt"]
+    merge_cli(repo, *two, "--x:merge_lambda", "0.5", "--x:merge_lambda", "1", "--output", "avg.pt", "--merge", "average")  # fmt: skip
+    merge_cli(repo, *two, "--x:merge_lambda", "0.3", "--x:merge_lambda", "0.7", "--output", "avg1.pt")
+    merge_cli(repo, *two, "--aux_data", "tv0.pt", "tv1.pt", "--ancestor", "base.pt", "--output", "ties.pt", "--merge", "ties")  # fmt: skip
+    for k in base:
+        np.testing.assert_allclose(load(os.path.join(repo.cwd, "avg.pt"))[k], 1.5 * same[k], atol=1e-6)
+        np.testing.assert_allclose(load(os.path.join(repo.cwd, "avg1.pt"))[k], same[k], atol=1e-6)
+        np.testing.assert_allclose(load(os.path.join(repo.cwd, "ties.pt"))[k], base[k] + 0.1 * 0.5, atol=1e-6)
+    message = repo.out("log", "-1", "--format=%B", "HEAD~1")  # avg1.pt
+    record = json.loads(message.split("git-theta-merge-cli: ")[1])
+    assert record["parameters_merged"] == 0  # (0.3, 0.7) keeps equal values: copied
