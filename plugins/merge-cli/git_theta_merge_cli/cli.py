@@ -58,7 +58,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", "-o", help="where the merged checkpoint goes (committed and checked out)")
     p.add_argument("--message", "-m", default=None, help="commit message (method and arguments are appended)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument(
+        "--device", default=None, help="cpu or cuda (default cpu; cuda for a -gpu method where CUDA exists)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of random methods (DARE, DELLA)")
     p.add_argument(
         "--limit-concurrency",
@@ -114,7 +116,9 @@ def main(argv: list[str] | None = None) -> None:
         missing = [f for f, v in (("--models", ns.models), ("--output", ns.output)) if not v]
         if missing:
             raise ThetaError(f"missing {', '.join(missing)} (see --help)")
-        if ns.device not in ("cpu", "cuda") and not ns.device.startswith("cuda:"):
+        if "device" in xargs:  # the original's -gpu methods take --x:device (e.g. cpu where no CUDA is)
+            ns.device = ns.device or xargs.pop("device")[-1]
+        if ns.device is not None and ns.device not in ("cpu", "cuda") and not ns.device.startswith("cuda:"):
             raise ThetaError(f"--device {ns.device!r}: use cpu or cuda")
         if ns.limit_concurrency is not None:
             if ns.limit_concurrency < 1:

@@ -2,6 +2,7 @@
 merged, stored by git-theta and dropped, so memory stays near the largest tensor times the
 number of inputs, never whole models. The result is committed and checked out at OUT."""
 
+import dataclasses
 import json
 import os
 import zlib
@@ -39,7 +40,7 @@ class Request:
     ancestor: str | None = None
     args: dict[str, list[str]] = field(default_factory=dict)
     message: str | None = None
-    device: str = "cpu"
+    device: str | None = None  # None: cpu, or cuda for a -gpu method where CUDA exists
     seed: int = 0
     test_run: int | None = None  # the original's --test_run N: merge (and output) only N parameters
 
@@ -103,20 +104,25 @@ def run(req: Request, cwd: str | None = None) -> str:
     top = repo.root(cwd)
     repo.require_lfs()
     method = methods.get(req.method)
-    device = "cuda" if req.method.endswith("-gpu") else req.device
-    if req.method.endswith("-gpu") and not torch.cuda.is_available():
+    device = req.device or ("cuda" if req.method.endswith("-gpu") else "cpu")
+    if req.device is None and req.method.endswith("-gpu") and not torch.cuda.is_available():
         # the original plug-in's scripts name every method -gpu; they still run, on the CPU
         log.warning("%s: no CUDA device here; merging on the CPU", req.method)
         device = "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ThetaError("--device cuda: no CUDA device is available here; use --device cpu")
     args = method.parse_args(req.args)
+    if req.aux and not method.aux_kind:  # the original plug-in ignores them too
+        log.warning("%s uses no --aux_data; ignoring %s", method.name, ", ".join(req.aux))
+        req = dataclasses.replace(req, aux=[])
     method.check(len(req.models), req.ancestor is not None, len(req.aux), args)
     store = LfsStore.for_cwd(top)
     models = [GitModel(spec, top, store) for spec in req.models]
     ancestor = GitModel(req.ancestor, top, store) if req.ancestor else None
     aux = [open_aux(spec, top, store) for spec in req.aux]
     check_inputs(models, ancestor, aux, method)
+    if hasattr(method, "settle_args"):  # arguments that depend on the inputs' shapes
+        args = method.settle_args(models[0], aux, args)
     extra = {}
     seed = req.seed if args.get("seed") is None else args["seed"]
     if args.get("global_majority_sign") and not _is_number(args["global_majority_sign"]):
@@ -131,14 +137,16 @@ def run(req: Request, cwd: str | None = None) -> str:
         src.ensure_objects()
 
     names = models[0].names
-    if req.test_run:
-        names = [n for i, n in enumerate(names) if i < req.test_run or n == "transformer.lm_head.weight"]
+    if req.test_run:  # the original's first N are in its metadata's order: sorted by name
+        chosen = set(sorted(names)[: req.test_run]) | {"transformer.lm_head.weight"}
+        names = [n for n in names if n in chosen]
+    copies = method.copies_equal_models(args, ancestor is not None, bool(aux))
     entries: dict[str, ParamEntry] = {}
     computed = 0
     progress = Progress(f"merging {len(names)} parameters with {method.name}", len(names))
     try:
         for group in method.groups(names):
-            if all(_same_everywhere(models, n) for n in group):
+            if all(_same_everywhere(models, n, copies, ancestor) for n in group):
                 for n in group:
                     entries[n] = models[0].entry(n)  # equal in every model: copied, not computed
                 progress.advance(len(group))
@@ -161,7 +169,7 @@ def run(req: Request, cwd: str | None = None) -> str:
     meta = Metadata(models[0].meta.format, layout, {n: entries[n] for n in names})
     blobs = {out_path: write_blob(meta.dumps(), top)}
     blobs.update(attributes_blob_for(top, out_path))
-    commit = commit_paths(top, blobs, _message(req, method, args, computed, len(names)))
+    commit = commit_paths(top, blobs, _message(req, method, args, computed, len(names), device))
     if os.path.exists(os.path.join(top, out_path)):
         os.remove(os.path.join(top, out_path))
     repo.run(["checkout", "--", out_path], cwd=top)
@@ -179,9 +187,13 @@ def _previous(top: str, rev: str, path: str) -> dict[str, ParamEntry]:
         return {}
 
 
-def _same_everywhere(models: list[GitModel], name: str) -> bool:
+def _same_everywhere(models: list[GitModel], name: str, copies: str, ancestor: GitModel | None) -> bool:
+    """Copy, not compute, a parameter equal in every model where the method's result is that value."""
+    if copies == "never" or (copies == "with-ancestor" and ancestor is None):
+        return False
     first = models[0].entry(name)
-    return all(m.entry(name).same_tensor(first) for m in models[1:])
+    others = models[1:] + ([ancestor] if copies == "with-ancestor" else [])
+    return all(m.entry(name).same_tensor(first) for m in others)
 
 
 def _merge_group(group, models, ancestor, aux, method, args, device, seed, extra) -> dict:
@@ -251,7 +263,7 @@ class LazyModels:
         return (self[i] for i in range(len(self)))
 
 
-def _message(req: Request, method, args: dict, computed: int, total: int) -> str:
+def _message(req: Request, method, args: dict, computed: int, total: int, device: str) -> str:
     head = req.message or f"Merge {len(req.models)} models with {method.name}"
     record = {
         "method": method.name,
@@ -260,7 +272,7 @@ def _message(req: Request, method, args: dict, computed: int, total: int) -> str
         "ancestor": req.ancestor,
         "aux_data": req.aux,
         "seed": req.seed,
-        "device": req.device,
+        "device": device,
         "parameters_merged": computed,
         "parameters_total": total,
     }

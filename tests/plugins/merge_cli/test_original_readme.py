@@ -199,9 +199,11 @@ def test_original_forms_of_arguments_and_flags(readme_repo, tmp_path):
     log = tmp_path / "merge_log.jsonl"
     merge_cli(repo, "--models", *MODELS, "--aux_data", "mats0.pt", "mats1.pt", "mats2.pt", "--x:iterations", "50",
               "--x:merge_log", str(log), "--x:aux_form", "matrix", "--output", "mats.pt", "--merge", "mats",
-              "--test_run", "3")  # fmt: skip
+              "--test_run", "4")  # fmt: skip
     got = merged(repo, "mats.pt")
-    assert list(got) == list(base)[:3]  # --test_run 3: the first three parameters only
+    # --test_run 4: the first four parameters in sorted order (the original's metadata order), kept in
+    # the checkpoint's order
+    assert list(got) == [k for k in base if k in sorted(base)[:4]] != list(base)[:4]
     total = sum(a["layers.0.weight"].double().numpy() for a in mats_aux)
     b = sum(a["layers.0.weight"].double().numpy() @ t["layers.0.weight"] for a, t in zip(mats_aux, tuned))
     np.testing.assert_allclose(got["layers.0.weight"], np.linalg.solve(total, b), atol=1e-4)
@@ -211,3 +213,50 @@ def test_original_forms_of_arguments_and_flags(readme_repo, tmp_path):
     record = records[0]["layers.0.weight"]
     assert set(record) == {"exit_code", "initial_error", "final_error"}
     assert record["final_error"] < record["initial_error"]
+
+
+def test_aux_data_ignored_where_unused_and_device_argument_of_gpu_methods(readme_repo):
+    """The original passes --aux_data to every method and ignores it where unused, and its -gpu
+    methods take --x:device: both run here, the first with a one-line warning."""
+    repo, base, tuned, stats = readme_repo
+    fisher = [m.replace("model.pt", "fisher.pt") for m in MODELS]
+    proc = merge_cli(
+        repo, "--models", *MODELS, "--aux_data", *fisher, "--output", "avg.pt", "--merge", "average"
+    )
+    warnings = [line for line in proc.stderr.decode().splitlines() if "--aux_data" in line]
+    assert len(warnings) == 1 and "ignoring" in warnings[0], proc.stderr.decode()
+    close(merged(repo, "avg.pt"), {k: sum(t[k] for t in tuned) / 3 for k in base})
+
+    proc = merge_cli(repo, "--models", *MODELS, "--ancestor", "model/pretrained/model.pt", "--aux_data", *fisher,
+                     "--x:merge_lambda", "0.1", "--x:device", "cpu", "--output", "ta.pt",
+                     "--merge", "task-arithmetic-gpu")  # fmt: skip
+    assert "no CUDA device" not in proc.stderr.decode()  # the device was chosen: no fallback warning
+    close(merged(repo, "ta.pt"), {k: base[k] + sum(0.1 * (t[k] - base[k]) for t in tuned) for k in base})
+    assert '"device": "cpu"' in repo.out("log", "-1", "--format=%B")
+
+
+def test_equal_parameters_are_merged_where_the_formula_moves_them(repo):
+    """The original computes every parameter of models committed apart (their metadata differ), so
+    a parameter equal in all models still gets scaled by merge_lambdas that do not sum to 1, or moved
+    by TIES' pre-trimmed task vectors; it is copied only where the formula keeps it."""
+    repo.theta("track", "*.pt")
+    base = small_model(0, width=4, layers=1)
+    same = {k: v + 1.0 for k, v in base.items()}  # the models are equal, and differ from the ancestor
+    tvs = {k: torch.full(v.shape, 0.5) for k, v in base.items()}
+    for i in range(2):
+        torch.save(same, os.path.join(repo.cwd, f"m{i}.pt"))
+        torch.save(tvs, os.path.join(repo.cwd, f"tv{i}.pt"))
+    torch.save(base, os.path.join(repo.cwd, "base.pt"))
+    repo("add", "-A")
+    repo("commit", "-qm", "equal models")
+    two = ["--models", "m0.pt", "m1.pt"]
+    merge_cli(repo, *two, "--x:merge_lambda", "0.5", "--x:merge_lambda", "1", "--output", "avg.pt", "--merge", "average")  # fmt: skip
+    merge_cli(repo, *two, "--x:merge_lambda", "0.3", "--x:merge_lambda", "0.7", "--output", "avg1.pt")
+    merge_cli(repo, *two, "--aux_data", "tv0.pt", "tv1.pt", "--ancestor", "base.pt", "--output", "ties.pt", "--merge", "ties")  # fmt: skip
+    for k in base:
+        np.testing.assert_allclose(load(os.path.join(repo.cwd, "avg.pt"))[k], 1.5 * same[k], atol=1e-6)
+        np.testing.assert_allclose(load(os.path.join(repo.cwd, "avg1.pt"))[k], same[k], atol=1e-6)
+        np.testing.assert_allclose(load(os.path.join(repo.cwd, "ties.pt"))[k], base[k] + 0.1 * 0.5, atol=1e-6)
+    message = repo.out("log", "-1", "--format=%B", "HEAD~1")  # avg1.pt
+    record = json.loads(message.split("git-theta-merge-cli: ")[1])
+    assert record["parameters_merged"] == 0  # (0.3, 0.7) keeps equal values: copied

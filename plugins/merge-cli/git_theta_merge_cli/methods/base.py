@@ -89,6 +89,14 @@ class MergeMethod(ABC):
         if args.get("merge_lambda") is not None:
             merge_lambdas(args["merge_lambda"], n_models)
 
+    def copies_equal_models(self, args: dict, has_ancestor: bool, has_aux: bool) -> str:
+        """When a parameter is equal in every model, is the merge that value, so that it can be
+        copied without computing? "always"; "with-ancestor": only when the ancestor's equals it too
+        (task vectors all zero); "never". The original plug-in computes every parameter of models
+        committed apart (their metadata differ), so a method whose formula would move equal
+        values (unnormalized scales, task vectors from aux data) must say so."""
+        return "with-ancestor"
+
     def parse_args(self, raw: dict[str, list[str]]) -> dict:
         """Typed values of `--x:` arguments; unknown names are an error."""
         known = {a.name: a for a in self.args}

@@ -45,6 +45,13 @@ class Average(MergeMethod):
         if args["weights"] and args["merge_lambda"]:
             raise ThetaError("give --x:weights or --x:merge_lambda, not both")
 
+    def copies_equal_models(self, args, has_ancestor, has_aux):
+        lambdas = args["merge_lambda"] or []
+        # normalized weights, or one merge_lambda (l, 1 - l for two models, else the plain average)
+        if len(lambdas) <= 1 or abs(sum(lambdas) - 1.0) < 1e-12:
+            return "always"
+        return "never"  # per-model scales summing to other than 1 move equal values too
+
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
         if args["merge_lambda"]:
             return weighted_sum(inputs.models, merge_lambdas(args["merge_lambda"], len(inputs.models), True))

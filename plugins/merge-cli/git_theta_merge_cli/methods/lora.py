@@ -49,6 +49,9 @@ class LoraVariant(MergeMethod):
                 seen.add(n)
         return out
 
+    def copies_equal_models(self, args, has_ancestor, has_aux):
+        return self.base.copies_equal_models(args, has_ancestor, has_aux)
+
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
         return self.base.merge(inputs, args)
 

@@ -156,6 +156,9 @@ class Ties(MergeMethod):
 
     streams_models = True  # models arrive one at a time; trimmed task vectors are kept sparse
 
+    def copies_equal_models(self, args, has_ancestor, has_aux):
+        return "never" if has_aux else "with-ancestor"  # user-trimmed task vectors need not be zero
+
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
         number = sign_number(args["global_majority_sign"])
         if inputs.aux is not None:

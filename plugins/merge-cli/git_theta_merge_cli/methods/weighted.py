@@ -57,6 +57,9 @@ class Fisher(MergeMethod):
         if args["weights"] and args["merge_lambda"]:
             raise ThetaError("give --x:weights or --x:merge_lambda, not both")
 
+    def copies_equal_models(self, args, has_ancestor, has_aux):
+        return "always"  # a weighted average (where every Fisher is 0 the original writes 0)
+
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
         n = len(inputs.models)
         w = merge_lambdas(args["merge_lambda"], n) if args["merge_lambda"] else weights_for(args, n)
@@ -79,6 +82,9 @@ class RegMean(MergeMethod):
     args = (Arg("merge_lambda", float, 0.5, "scale a of the Gram matrices' off-diagonal entries"),)
     aux_kind = "gram"
     aux_required = True
+
+    def copies_equal_models(self, args, has_ancestor, has_aux):
+        return "always"  # the exact least-squares solution of equal weights is that weight
 
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
         if inputs.aux is None:
@@ -138,8 +144,9 @@ class Mats(MergeMethod):
     conjugate gradient from the ancestor (--ancestor) or the average. F_i is either a diagonal
     Fisher shaped like the parameter (elementwise product, plus fisher_floor), or, as in the
     original plug-in, a [rows, rows] matrix that left-multiplies the parameter (CG stops at
-    scipy's rtol 1e-5, as the original's scipy cg does). A square parameter's aux data is read as
-    the diagonal form unless --x:aux_form=matrix. Parameters without aux data are averaged."""
+    scipy's rtol 1e-5, as the original's scipy cg does). aux_form=auto reads every file as
+    matrices when any entry is shaped otherwise than its parameter (a square parameter's [rows, rows]
+    aux then is a matrix too), else as diagonal Fishers. Parameters without aux data are averaged."""
 
     name = "mats"
     description = "conjugate-gradient merge in the models' Fisher-weighted parameter subspaces"
@@ -164,6 +171,20 @@ class Mats(MergeMethod):
             raise ThetaError(
                 f"{self.name} needs --aux_data with one file per model ({n_models}), got {n_aux}"
             )
+
+    def settle_args(self, model, aux: list, args: dict) -> dict:
+        """aux_form=auto decides once for all the aux files: matrix as soon as one entry is shaped
+        otherwise than its parameter (the original's files: [rows, rows] for every parameter, so
+        its square parameters are read as matrices too), else diagonal."""
+        if args["aux_form"] != "auto":
+            return args
+        matrix = any(
+            tuple(a.shape(n)) != tuple(model.shape(n)) for a in aux for n in a.names if n in model.names
+        )
+        return {**args, "aux_form": "matrix" if matrix else "diagonal"}
+
+    def copies_equal_models(self, args, has_ancestor, has_aux):
+        return "with-ancestor" if has_ancestor else "always"  # CG from their mean starts at the solution
 
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
         if inputs.aux is None:
@@ -198,6 +219,9 @@ class CovarianceMats(MergeMethod):
     description = "conjugate-gradient RegMean objective (MaTS with input covariances)"
     args = (Arg("iterations", int, 10, "conjugate gradient steps"), MERGE_LOG)
     aux_kind = "gram"
+
+    def copies_equal_models(self, args, has_ancestor, has_aux):
+        return "with-ancestor" if has_ancestor else "always"  # CG from their mean starts at the solution
 
     def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
         if inputs.aux is None:
