@@ -1,5 +1,11 @@
 """`git-theta-merge-majority-sign`: the global pre-pass of TIES.
 
+The original plug-in's form, `--ties A B C` (task vectors the user already trimmed, tracked by
+git-theta), prints "Global Majority Sign is: +1 or -1": the sign of the sum, over every parameter,
+of the signs of the summed trimmed vectors; `git-theta-merge-cli --x:global_majority_sign=N`
+takes that number. The form below computes more: exact per-model thresholds and per-parameter
+signs in a file.
+
 Over whole task vectors (every parameter of each model), find each model's trim threshold (the
 magnitude of its `density` share of largest entries, exact, by a two-pass radix selection over
 the float32 bit patterns, streaming one parameter at a time), then write per parameter the
@@ -101,16 +107,64 @@ def read_sign_file(path: str, n_models: int) -> dict:
     return {"thresholds": raw["thresholds"], "sign": sign}
 
 
+def global_majority_sign(trimmed: list, device: str = "cpu") -> int:
+    """The original's global sign over already-trimmed task vectors: +1 when the signs of the
+    per-parameter sums add up to >= 0, else -1 (one parameter at a time in memory)."""
+    total = 0.0
+    names = trimmed[0].names
+    progress = Progress("summing signs", len(names))
+    for n in names:
+        if trimmed[0].entry(n).dtype.startswith(("float", "bfloat")):
+            summed = to_torch(trimmed[0].load(n), device, torch.float32)
+            for m in trimmed[1:]:
+                summed.add_(to_torch(m.load(n), device, torch.float32))
+            total += float(torch.sign(summed).sum().item())
+        progress.advance()
+    progress.close()
+    return 1 if total >= 0 else -1
+
+
+def _original_form(ns) -> None:
+    top = repo.root()
+    store = LfsStore.for_cwd(top)
+    trimmed = [GitModel(s, top, store) for s in ns.ties]
+    names = trimmed[0].names
+    for m in trimmed[1:]:
+        if sorted(m.names) != sorted(names):
+            raise ThetaError(f"{m.spec}: its parameters differ from {trimmed[0].spec}'s")
+    for m in trimmed:
+        m.ensure_objects()
+    print(f"Global Majority Sign is: {global_majority_sign(trimmed, ns.device)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="git-theta-merge-majority-sign", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", required=True)
-    p.add_argument("--ancestor", required=True)
+    p.add_argument(
+        "--ties", nargs="+", help="the original's form: TIES-trimmed task vectors; prints the sign"
+    )
+    p.add_argument("--models", nargs="+")
+    p.add_argument("--ancestor")
     p.add_argument("--density", "--x:density", type=float, default=0.2, help="share of each task vector kept")
-    p.add_argument("--output", "-o", required=True, help="safetensors file to write")
+    p.add_argument("--output", "-o", help="safetensors file to write")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--limit-concurrency", type=int, default=None, help="accepted for the original's scripts")
     ns = p.parse_args(argv)
     get_logger()
     try:
+        if ns.ties:
+            if ns.models or ns.ancestor or ns.output:
+                raise ThetaError("give either --ties (the original's form) or --models/--ancestor/--output")
+            _original_form(ns)
+            return
+        missing = [
+            f
+            for f, v in (("--models", ns.models), ("--ancestor", ns.ancestor), ("--output", ns.output))
+            if not v
+        ]
+        if missing:
+            raise ThetaError(
+                f"missing {', '.join(missing)} (or give --ties TRIMMED... for the original's form)"
+            )
         if not 0 < ns.density <= 1:
             raise ThetaError("--density must be in (0, 1]")
         top = repo.root()

@@ -162,3 +162,32 @@ def test_errors_are_one_line_and_commit_nothing(repo, three, args, message):
         assert repo.out("rev-parse", "HEAD") == head and not os.path.exists(
             os.path.join(repo.cwd, "merged.pt")
         )
+
+
+@pytest.mark.parametrize("flip", [1.0, -1.0])
+def test_majority_sign_original_form_prints_the_global_sign(repo, flip):
+    """The original plug-in's pre-pass: `git-theta-merge-majority-sign --ties A B C` over
+    trimmed task vectors prints the global sign that --x:global_majority_sign takes."""
+    repo.theta("track", "*.pt")
+    g = torch.Generator().manual_seed(3)
+    trimmed = []
+    for i in range(3):
+        sd = {k: torch.randn(v.shape, generator=g) for k, v in small_model(0).items()}
+        sd = {k: (v.abs() + 0.1) * flip if i < 2 else -v.abs() * 0.01 * flip for k, v in sd.items()}
+        save(sd, os.path.join(repo.cwd, f"ties{i}.pt"))
+        trimmed.append(sd)
+    repo("add", "-A")
+    repo("commit", "-qm", "trimmed task vectors")
+    proc = subprocess.run(
+        ["git-theta-merge-majority-sign", "--ties", "ties0.pt", "ties1.pt", "ties2.pt", "--limit-concurrency", "2"],
+        cwd=repo.cwd, env=repo.env, capture_output=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    total = sum(float(torch.sign(sum(t[k] for t in trimmed)).sum()) for k in trimmed[0])
+    assert proc.stdout.decode().strip() == f"Global Majority Sign is: {1 if total >= 0 else -1}"
+    assert proc.stdout.decode().strip().endswith("1" if flip > 0 else "-1")
+    both = subprocess.run(
+        ["git-theta-merge-majority-sign", "--ties", "ties0.pt", "--models", "ties1.pt"],
+        cwd=repo.cwd, env=repo.env, capture_output=True,
+    )  # fmt: skip
+    assert both.returncode == 1 and b"either --ties" in both.stderr and b"Traceback" not in both.stderr
