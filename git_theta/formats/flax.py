@@ -117,8 +117,13 @@ class FlaxCheckpoint(CheckpointFormat):
             return
         found: list[str] = []
 
+        def scalar(v) -> None:  # msgpack holds integers in [-2**63, 2**64)
+            if isinstance(v, int) and not isinstance(v, bool) and not -(1 << 63) <= v < 1 << 64:
+                raise checks.fail(f"integer {shorten(v)} out of msgpack's range", path)
+
         def node(n) -> None:
             if n is None or isinstance(n, (bool, int, str, float)):
+                scalar(n)
                 return
             if not isinstance(n, dict) or len([k for k in n if k not in ("chunked", "scalar")]) != 1:
                 raise checks.fail(f"node {shorten(n)}", path)
@@ -130,6 +135,7 @@ class FlaxCheckpoint(CheckpointFormat):
                 for pair in n["dict"]:
                     if not isinstance(pair, list) or len(pair) != 2 or isinstance(pair[0], (dict, list)):
                         raise checks.fail("dict is not a list of [key, node] pairs", path)
+                    scalar(pair[0])
                     node(pair[1])
             elif isinstance(n.get("list"), list):
                 for v in n["list"]:
