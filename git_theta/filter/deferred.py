@@ -1,13 +1,22 @@
-"""Low-memory checkouts: git keeps a smudge filter's whole output in memory before it writes the
-file, so a checkpoint too large for that is left as its metadata by the filter, its path noted,
-and written to disk tensor by tensor by the post-checkout/post-merge hook
-(`git theta checkout-models --pending`), or by that command run by hand.
+"""Deferred checkouts: the filter leaves a checkpoint as its metadata, notes its path, and the
+post-checkout/post-merge hook (`git theta checkout-models --pending`, or that command run by hand)
+writes it to disk itself.
+
+Two reasons to defer. Low memory: git keeps a smudge filter's whole output in memory before it
+writes the file. Speed ("direct checkout"): piping every byte through pkt-lines into git, which
+buffers and then writes it, costs more than decoding straight into the file; and the file git
+writes lands in the same second as the index, so the next git command re-reads all of it through
+the clean filter ("racily clean"). The hook writes the file and records its stat in the index
+itself (git.index_stat). Only commands that run post-checkout afterwards defer for speed
+(checkout, switch, restore, clone); `git reset --hard`, `git stash`, merges and the rest get the
+whole file through the filter as before.
 """
 
 import fcntl
 import os
 
 from git_theta import config
+from git_theta.errors import ThetaError
 from git_theta.filter.spool import spill_threshold
 from git_theta.git import repo
 from git_theta.git.hooks import PENDING
@@ -22,6 +31,36 @@ def model_bytes(meta: Metadata) -> int:
 def should_defer(meta: Metadata) -> bool:
     """GIT_THETA_LOW_MEMORY=1, or a model larger than the share of memory git may hold."""
     return config.get_bool("low_memory") or model_bytes(meta) > spill_threshold()
+
+
+DIRECT_MIN_BYTES = 64 << 20  # `auto`: below this the hook's start-up (~0.4 s) outweighs the pipe
+
+
+def should_write_directly(meta: Metadata, cwd: str | None = None) -> bool:
+    """GIT_THETA_DIRECT_CHECKOUT (`auto`: models of 64 MiB and more; `1`; `0`), and the git
+    command running this filter will run our post-checkout hook once it is done."""
+    from git_theta.filter.context import under_hooked_command
+
+    mode = (config.get("direct_checkout") or "auto").strip().lower()
+    if mode in ("0", "false", "no", "off"):
+        return False
+    if mode not in ("1", "true", "yes", "on") and model_bytes(meta) < DIRECT_MIN_BYTES:
+        return False
+    return under_hooked_command() and hook_installed(cwd)
+
+
+def hook_installed(cwd: str | None = None) -> bool:
+    """Our post-checkout hook is where git will look for it (core.hooksPath honoured), executable."""
+    from git_theta.git.hooks import marker
+
+    try:
+        path = repo.git_path("hooks/post-checkout", cwd)
+        if not os.access(path, os.X_OK):
+            return False
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return marker("post-checkout") in f.read()
+    except (OSError, ThetaError):
+        return False
 
 
 def _pending_file(cwd: str | None) -> str:

@@ -86,7 +86,8 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
 def prepare_for_git(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], None]:
     """prepare() for git's filter process, which holds the whole output in memory: a checkpoint
     too large for that (or any, with GIT_THETA_LOW_MEMORY=1) is left as metadata and noted, and
-    the post-checkout hook writes it to disk tensor by tensor (see filter.deferred)."""
+    the post-checkout hook writes it to disk tensor by tensor (see filter.deferred); so is a
+    large one under a command that runs that hook (direct checkout: faster, see there)."""
     from git_theta.filter import deferred
 
     if is_metadata(data):
@@ -99,6 +100,13 @@ def prepare_for_git(data, path: str, cwd: str | None = None) -> Callable[[Binary
                 path,
                 path,
             )
+            content = bytes(data)
+            return lambda out: out.write(content)
+        if deferred.should_write_directly(meta, cwd):
+            ensure_objects(meta, store=LfsStore.for_cwd(cwd), cwd=cwd, path=path)  # fail now, not in the hook
+            by_name(meta.format)  # an unknown format fails here too
+            deferred.record(path, cwd)
+            log.info("%s: written by the post-checkout hook (direct checkout)", path)
             content = bytes(data)
             return lambda out: out.write(content)
     return prepare(data, path, cwd)
