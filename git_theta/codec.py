@@ -306,6 +306,9 @@ def _read_slabs(store, kv, entries: dict[str, memoryview], ends: dict[str, int],
         return out
     rows = store.chunk_layout.read_chunk.shape[0]
     out = memory.empty(store.shape, store.dtype.numpy_dtype)
+    # tensorstore decodes straight into `out`: a read() would return each slab in fresh memory,
+    # copied again (GPT-2-small, one thread: 0.2-0.5 s of system time against 0.2-1.3 s)
+    target = ts.array(out, copy=False, write=True)
     row_bytes = out.nbytes // max(1, out.shape[0])
     step = rows * max(1, DECODE_SLAB_BYTES // max(1, rows * row_bytes))
     by_row: dict[int, list[str]] = {}
@@ -316,7 +319,7 @@ def _read_slabs(store, kv, entries: dict[str, memoryview], ends: dict[str, int],
         keys = [k for r in range(start // rows, -(-stop // rows)) for k in by_row.get(r, [])]
         for key in keys:
             kv.write(key, bytes(entries[key])).result()
-        out[start:stop] = store[start:stop].read().result()
+        target[start:stop].write(store[start:stop]).result()
         for key in keys:
             del kv[key]
         if keys:
