@@ -96,8 +96,8 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
 def prepare_for_git(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], None]:
     """prepare() for git's filter process, which holds the whole output in memory: a checkpoint
     too large for that (or any, with GIT_THETA_LOW_MEMORY=1) is left as metadata and noted, and
-    the post-checkout hook writes it to disk tensor by tensor (see filter.deferred); so is a
-    large one under a command that runs that hook (direct checkout: faster, see there)."""
+    the post-checkout hook writes it to disk tensor by tensor (see filter.deferred); a large one
+    under checkout/switch/restore/clone is written by this process itself (filter.direct)."""
     from git_theta.filter import deferred
 
     if is_metadata(data):
@@ -112,11 +112,12 @@ def prepare_for_git(data, path: str, cwd: str | None = None) -> Callable[[Binary
             )
             content = bytes(data)
             return lambda out: out.write(content)
-        if deferred.should_write_directly(meta, cwd):
-            ensure_objects(meta, store=LfsStore.for_cwd(cwd), cwd=cwd, path=path)  # fail now, not in the hook
-            by_name(meta.format)  # an unknown format fails here too
-            deferred.record(path, cwd)
-            log.info("%s: written by the post-checkout hook (direct checkout)", path)
+        if deferred.should_write_directly(meta):
+            from git_theta.filter import direct
+
+            write = prepare(data, path, cwd)  # objects fetched, format known: failures show now
+            direct.start(data, path, write, cwd)
+            log.info("%s: written by the filter once git is done (direct checkout)", path)
             content = bytes(data)
             return lambda out: out.write(content)
     return prepare(data, path, cwd)

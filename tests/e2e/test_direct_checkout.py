@@ -5,11 +5,13 @@ file afterwards; every command that runs no hook still gets the whole file from 
 import hashlib
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from git_theta.filter import direct as direct_mod
 from git_theta.git import hooks
 from tests.helpers import push_and_clone
 
@@ -114,14 +116,14 @@ def test_fresh_clone_is_written_directly(direct, bare_remote, tmp_path):
     assert _filters_started(c, "status", "--porcelain") == 0 and c.status() == ""
 
 
-def test_without_our_hook_the_filter_writes_the_file(direct, tmp_path):
+def test_without_hooks_the_filter_still_writes_it_directly(direct, tmp_path):
     path, first, _ = _two_versions(direct)
     elsewhere = tmp_path / "other-hooks"
     elsewhere.mkdir()
-    direct("config", "core.hooksPath", str(elsewhere))  # our hook would not run: no deferring
+    direct("config", "core.hooksPath", str(elsewhere))  # no hook of ours runs: the filter does it
     direct("checkout", "-q", "HEAD~1")
     assert _sha(path) == first and not _pending(direct)
-    assert direct.status() == ""
+    assert _filters_started(direct, "status", "--porcelain") == 0 and direct.status() == ""
 
 
 def test_direct_checkout_off(direct):
@@ -130,3 +132,50 @@ def test_direct_checkout_off(direct):
     direct("checkout", "-q", "HEAD~1")
     assert _sha(path) == first and not _pending(direct)
     assert direct.status() == ""
+
+
+def _objects(repo) -> list[str]:
+    root = os.path.join(repo.cwd, ".git", "lfs", "objects")
+    return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files]
+
+
+def test_a_failed_write_leaves_metadata_and_a_note(direct, tmp_path):
+    path, first, _ = _two_versions(direct)
+    saved = {}
+    for obj in _objects(direct):  # every object corrupt: the write fails after git is done
+        saved[obj] = open(obj, "rb").read()
+        os.chmod(obj, 0o644)
+        with open(obj, "r+b") as f:
+            f.seek(len(saved[obj]) // 2)
+            f.write(bytes([saved[obj][len(saved[obj]) // 2] ^ 0xFF]))
+    r = direct("checkout", "-q", "HEAD~1")
+    assert "could not be written" in r.stderr.decode() and "corrupt" in r.stderr.decode()
+    assert open(path, "rb").read().startswith(b"{") and "m.safetensors" in _pending(direct)
+    assert not [f for f in os.listdir(direct.cwd) if f.startswith(".theta-")]
+    for obj, data in saved.items():
+        with open(obj, "wb") as f:
+            f.write(data)
+    direct.theta("checkout-models", "--pending")
+    assert _sha(path) == first and direct.status() == ""
+
+
+def test_a_killed_filter_leaves_a_note_the_next_checkout_uses(direct):
+    path, first, _ = _two_versions(direct)
+    direct.env["GIT_THETA_SKIP_SMUDGE"] = "1"
+    direct("checkout", "-q", "HEAD~1")  # metadata in the work tree, as a killed direct write leaves it
+    del direct.env["GIT_THETA_SKIP_SMUDGE"]
+    dead = _dead_pid()
+    note = os.path.join(direct.cwd, ".git", direct_mod.NOTE)
+    with open(note, "w") as f:
+        f.write(f"{dead}\tm.safetensors\n{os.getpid()}\tother.pt\n")  # a live filter's line stays
+    direct_mod.move_stale(direct.cwd)  # what every filter process does first
+    assert _pending(direct) == "m.safetensors\n"
+    assert open(note).read() == f"{os.getpid()}\tother.pt\n"
+    direct("checkout", "-q", "HEAD", "--", ".gitattributes")  # a checkout: its hook writes the model
+    assert _sha(path) == first and direct.status() == "" and not _pending(direct)
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
