@@ -11,6 +11,7 @@ such stale paths to the next `git theta checkout-models --pending`, which the ne
 hook runs (see move_stale).
 """
 
+import fcntl
 import os
 import sys
 import tempfile
@@ -51,6 +52,7 @@ def start(data, path: str, write, cwd: str | None = None) -> None:
     os.makedirs(os.path.dirname(full), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(full), prefix=".theta-")
     with open(_note(top), "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # other filter processes rewrite the note under this lock
         f.write(f"{os.getpid()}\t{path}\n")
     if _pool is None:  # one file at a time: each decode already uses every core
         _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="git-theta-direct")
@@ -125,8 +127,6 @@ def _drop_note(top: str, path: str) -> None:
     mine = f"{os.getpid()}\t{path}"
     try:
         with open(name, "r+", encoding="utf-8") as f:
-            import fcntl
-
             fcntl.flock(f, fcntl.LOCK_EX)
             lines = [line for line in f.read().splitlines() if line and line != mine]
             f.seek(0)
@@ -142,8 +142,6 @@ def stale(top: str) -> list[str]:
     name = _note(top)
     if not os.path.exists(name):
         return []
-    import fcntl
-
     out, keep = [], []
     with open(name, "r+", encoding="utf-8") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
