@@ -172,7 +172,8 @@ def checkout_models(paths: tuple[str, ...], pending: bool) -> None:
     if pending and paths:
         raise click.UsageError("--pending takes no paths")
     for path in run(list(paths) or None, pending=pending):
-        click.echo(f"checked out {path}")
+        if not pending:  # the hooks run after every checkout: they stay quiet, as git's own
+            click.echo(f"checked out {path}")
 
 
 @main.command()

@@ -11,8 +11,15 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 
-def ordered_map(fn: Callable[[A], B], items: Iterable[A], ahead: int | None = None) -> Iterator[B]:
-    """fn over items on worker threads, results in input order, at most `ahead` in flight."""
+def ordered_map(
+    fn: Callable[[A], B],
+    items: Iterable[A],
+    ahead: int | None = None,
+    cost: Callable[[A], int] | None = None,
+    budget: int | None = None,
+) -> Iterator[B]:
+    """fn over items on worker threads, results in input order, at most `ahead` in flight and,
+    with `cost` and `budget`, at most `budget` of cost in flight (always at least one item)."""
     workers = config.max_concurrency()
     if workers <= 1:
         for item in items:
@@ -21,13 +28,18 @@ def ordered_map(fn: Callable[[A], B], items: Iterable[A], ahead: int | None = No
     ahead = ahead or workers + 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="git-theta") as pool:
         pending: deque = deque()
+        in_flight = 0
         try:
             for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= ahead:
-                    yield pending.popleft().result()
+                c = cost(item) if cost is not None and budget is not None else 0
+                while pending and (len(pending) >= ahead or in_flight + c > (budget or 0) and c):
+                    fut, done = pending.popleft()
+                    in_flight -= done
+                    yield fut.result()
+                pending.append((pool.submit(fn, item), c))
+                in_flight += c
             while pending:
-                yield pending.popleft().result()
+                yield pending.popleft()[0].result()
         finally:
-            for fut in pending:
+            for fut, _ in pending:
                 fut.cancel()

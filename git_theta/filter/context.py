@@ -48,6 +48,33 @@ def git_subcommand() -> list[str]:
     return []
 
 
+# git commands that run the post-checkout hook once the work tree is written (git 2.39: checkout
+# and restore run it after a path checkout too; clone after its first checkout). reset, stash,
+# merge (which skips post-merge on a conflict) and the rest run none: they get the whole file.
+HOOKED_COMMANDS = {"checkout", "switch", "restore", "clone"}
+
+
+def runs_post_checkout(argv: list[str]) -> bool:
+    """True for a git command line that will run the post-checkout hook after its checkout;
+    patch mode (-p) goes through other machinery and is excluded."""
+    sub = _subcommand(argv)
+    if not sub or sub[0] not in HOOKED_COMMANDS:
+        return False
+    for arg in sub[1:]:
+        if arg == "--":
+            break
+        if arg == "--patch" or (arg.startswith("-") and not arg.startswith("--") and "p" in arg):
+            return False  # -p, or short options bundled with it (a false "no" only costs speed)
+    return True
+
+
+@lru_cache(maxsize=1)
+def under_hooked_command() -> bool:
+    """True when the nearest git process above this one will run post-checkout afterwards."""
+    sub = git_subcommand()
+    return bool(sub) and runs_post_checkout(["git", *sub])
+
+
 @lru_cache(maxsize=1)
 def in_diff_context() -> bool:
     """True when the nearest git process above this one is a diff-only command."""

@@ -1,7 +1,16 @@
-"""Low-memory checkouts: git keeps a smudge filter's whole output in memory before it writes the
-file, so a checkpoint too large for that is left as its metadata by the filter, its path noted,
-and written to disk tensor by tensor by the post-checkout/post-merge hook
-(`git theta checkout-models --pending`), or by that command run by hand.
+"""Deferred checkouts: the filter leaves a checkpoint as its metadata and it is written to disk
+later, outside git's pipe.
+
+Low memory: git keeps a smudge filter's whole output in memory before it writes the file, so a
+checkpoint too large for that is noted here and written tensor by tensor by the
+post-checkout/post-merge hook (`git theta checkout-models --pending`, or that command by hand).
+
+Speed ("direct checkout", filter.direct): piping every byte through pkt-lines into git, which
+buffers and then writes it, costs more than decoding straight into the file; and the file git
+writes lands in the same second as the index, so the next git command re-reads all of it through
+the clean filter ("racily clean"). Only under commands that write the index before closing the
+filter and never read the file back (checkout, switch, restore, clone); `git reset --hard`,
+`git stash`, merges and the rest get the whole file through the filter as before.
 """
 
 import fcntl
@@ -24,6 +33,23 @@ def should_defer(meta: Metadata) -> bool:
     return config.get_bool("low_memory") or model_bytes(meta) > spill_threshold()
 
 
+DIRECT_MIN_BYTES = 64 << 20  # `auto`: below this the hook's start-up (~0.4 s) outweighs the pipe
+
+
+def should_write_directly(meta: Metadata) -> bool:
+    """GIT_THETA_DIRECT_CHECKOUT (`auto`: models of 64 MiB and more; `1`; `0`), and the git
+    command running this filter is one that writes the index before it closes the filter and
+    never reads the file back (checkout, switch, restore, clone)."""
+    from git_theta.filter.context import under_hooked_command
+
+    mode = (config.get("direct_checkout") or "auto").strip().lower()
+    if mode in ("0", "false", "no", "off"):
+        return False
+    if mode not in ("1", "true", "yes", "on") and model_bytes(meta) < DIRECT_MIN_BYTES:
+        return False
+    return under_hooked_command()
+
+
 def _pending_file(cwd: str | None) -> str:
     return repo.git_path(PENDING, cwd)
 
@@ -36,8 +62,15 @@ def record(path: str, cwd: str | None = None) -> None:
 
 
 def take(cwd: str | None = None) -> list[str]:
-    """The noted paths (each once, in order), clearing the note."""
+    """The noted paths (each once, in order), clearing the note; with those a killed filter
+    process left half written (filter.direct)."""
+    from git_theta.filter import direct
+
     name = _pending_file(cwd)
+    top = repo.root(cwd)
+    if os.path.exists(repo.git_path(direct.NOTE, top)):
+        for path in direct.stale(top):
+            record(path, cwd)
     if not os.path.exists(name):
         return []
     with open(name, "r+", encoding="utf-8") as f:

@@ -30,6 +30,9 @@ def main() -> None:
     from git_theta.git.hooks import ensure_hooks
 
     ensure_hooks()  # git-lfs does the same: a fresh clone gets the hooks on its first checkout
+    from git_theta.filter.direct import move_stale
+
+    move_stale()  # paths a killed filter left as metadata: the next hook writes them
 
 
 @main.command("clean")

@@ -61,6 +61,15 @@ def serve(r: BinaryIO | None = None, w: BinaryIO | None = None) -> int:
     _widen_pipe(w)
     locked = False
     tmp_dir = os.path.join(repo.common_dir(), "theta", "tmp")
+    try:
+        return _serve_requests(r, w, tmp_dir, locked)
+    finally:  # git closed the pipe: it has written its index; put direct checkouts in place
+        from git_theta.filter import direct
+
+        direct.finish()
+
+
+def _serve_requests(r: BinaryIO, w: BinaryIO, tmp_dir: str, locked: bool) -> int:
     while True:
         try:
             headers = pktline.read_key_values(r)

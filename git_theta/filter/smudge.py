@@ -19,6 +19,11 @@ from git_theta.updates import load_entry, objects_of
 
 log = get_logger(__name__)
 
+# Bytes of tensors being decoded at once, counted twice (a change is applied to a decoded base):
+# enough to keep both cores busy, little enough that a checkout stays under the model's size
+# (GPT-2-small v3, a chain of two: peak 670-710 MB with three jobs of any size in flight).
+DECODE_BUDGET = 192 << 20
+
 
 def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) -> None:
     """Fetch, in one batch, every object the metadata needs that the store lacks."""
@@ -44,9 +49,14 @@ def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | 
         return out
 
     ahead = 1 if config.get_bool("low_memory") else None
+    budget = max(DECODE_BUDGET, max((e.nbytes for e in meta.params.values()), default=0) * 2)
     try:
         for batch in parallel.ordered_map(
-            load, packs.plan(names, lambda n: meta.params[n].nbytes, in_order=True), ahead=ahead
+            load,
+            packs.plan(names, lambda n: meta.params[n].nbytes, in_order=True),
+            ahead=ahead,
+            cost=lambda job: 2 * sum(meta.params[n].nbytes for n in job),
+            budget=budget,
         ):
             yield from batch
     finally:
@@ -89,7 +99,8 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
 def prepare_for_git(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], None]:
     """prepare() for git's filter process, which holds the whole output in memory: a checkpoint
     too large for that (or any, with GIT_THETA_LOW_MEMORY=1) is left as metadata and noted, and
-    the post-checkout hook writes it to disk tensor by tensor (see filter.deferred)."""
+    the post-checkout hook writes it to disk tensor by tensor (see filter.deferred); a large one
+    under checkout/switch/restore/clone is written by this process itself (filter.direct)."""
     from git_theta.filter import deferred
 
     if is_metadata(data):
@@ -102,6 +113,14 @@ def prepare_for_git(data, path: str, cwd: str | None = None) -> Callable[[Binary
                 path,
                 path,
             )
+            content = bytes(data)
+            return lambda out: out.write(content)
+        if deferred.should_write_directly(meta):
+            from git_theta.filter import direct
+
+            write = prepare(data, path, cwd)  # objects fetched, format known: failures show now
+            direct.start(data, path, write, cwd)
+            log.info("%s: written by the filter once git is done (direct checkout)", path)
             content = bytes(data)
             return lambda out: out.write(content)
     return prepare(data, path, cwd)
