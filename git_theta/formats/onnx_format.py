@@ -24,6 +24,7 @@ from typing import BinaryIO
 from git_theta import dtypes
 from git_theta.errors import CheckpointError
 from git_theta.formats.base import Checkpoint, CheckpointFormat
+from git_theta.formats.protowire import varint as _varint
 from git_theta.tensor import RawTensor, TensorSpec, numel
 
 ONNX_DTYPES = {
@@ -37,19 +38,6 @@ _PACKED_OK = {4: (1, 14), 10: (11, 15)}  # float_data, double_data: raw little-e
 _MODEL_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0x7A}  # ModelProto fields 2..8, 14, 15
 _MAX_MODEL = 2 << 30  # protobuf's own limit: a larger file beside a data file is not a model
 EXTERNAL_SUFFIXES = (".onnx.data", ".onnx_data", ".onnx.weights", ".onnx.weight")
-
-
-def _varint(buf, pos: int, end: int) -> tuple[int, int]:
-    value = 0
-    for shift in range(0, 70, 7):
-        if pos >= end:
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-    raise ValueError("varint longer than 10 bytes")
 
 
 def _fields(buf, start: int, end: int):

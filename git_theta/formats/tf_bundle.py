@@ -18,6 +18,7 @@ from git_theta import dtypes
 from git_theta.errors import CheckpointError
 from git_theta.formats import layout as checks
 from git_theta.formats.base import Checkpoint, CheckpointFormat
+from git_theta.formats.protowire import varint as _varint
 from git_theta.tensor import RawTensor, TensorSpec, numel
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
@@ -27,19 +28,6 @@ TF_DTYPES = {
     9: "int64", 10: "bool", 14: "bfloat16", 17: "uint16", 18: "complex128", 19: "float16",
     22: "uint32", 23: "uint64", 24: "float8_e5m2", 25: "float8_e4m3fn",
 }  # fmt: skip
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
 
 
 def _block_entries(table: bytes, offset: int, size: int) -> list[tuple[bytes, bytes]]:
