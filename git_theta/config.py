@@ -24,6 +24,9 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     # unreferenced objects younger than this are spared by prune (git's date syntax; default:
     # gc.pruneExpire, else git's own 2.weeks.ago)
     "prune_expire": ("GIT_THETA_PRUNE_EXPIRE", "theta.pruneExpire", None),
+    # bounded: a version's fetch closure stays within its raw size (clones fetch no more than Git
+    # LFS); smallest: the smallest exact change whatever it builds on (see updates.policy)
+    "storage_policy": ("GIT_THETA_STORAGE_POLICY", "theta.storagePolicy", "bounded"),
 }
 
 
