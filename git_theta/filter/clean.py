@@ -135,16 +135,22 @@ def _bound_version(entries, exact: set, tensors, store, file_bytes: int, done, p
     packs = policy.packs_to_detach(entries, file_bytes)
     if not packs:
         return
-    names = [n for n, e in entries.items() if n in exact and packs & set(objects_of(e, n))]
-    log.info("%s: %d parameters stored afresh so a checkout fetches at most the file", path, len(names))
+    groups: dict[tuple, list[str]] = {}  # one object per content, as clean() stores them
+    for n, e in entries.items():
+        if n in exact and packs & set(objects_of(e, n)):
+            groups.setdefault((e.hash, e.dtype, tuple(e.shape)), []).append(n)
+    log.info("%s: %d parameters stored afresh so a checkout fetches at most the file", path, len(groups))
+    firsts = {group[0]: group for group in groups.values()}
 
     def store_fresh(name: str, target: LfsStore) -> ParamEntry:
         entry = store_tensor(tensors[name], target, name, None, "dense", digest=entries[name].hash)
         done(tensors[name].data)
         return entry
 
-    for stored in store_all(names, lambda n: tensors[n].nbytes, store_fresh, store):
-        entries.update(stored)
+    for stored in store_all(list(firsts), lambda n: tensors[n].nbytes, store_fresh, store):
+        for first, entry in stored.items():
+            for name in firsts[first]:
+                entries[name] = entry
 
 
 def _apply_tolerance(todo, entries, head, tensors, store, atol: float, rtol: float) -> None:

@@ -125,3 +125,16 @@ def test_packed_entries_count_their_own_slice():
     step = ParamEntry("float32", (4,), "", "b" * 64, 30, "sparse", extra={"base": base.to_json()})
     assert policy.closure(step) == 70
     assert policy.closure(None) == 0
+
+
+def test_side_loaded_low_rank_of_a_realistic_size_stays_low_rank(store):
+    from tests.updates.helpers import raw
+
+    v0 = fp32((768, 768))
+    e0 = put(store, v0)
+    rng = np.random.default_rng(4)
+    r = (rng.standard_normal((768, 8)) * 1e-2).astype(np.float32)
+    c = (rng.standard_normal((8, 768)) * 1e-2).astype(np.float32)
+    new = (v0 + r @ c).astype(np.float32)
+    e1 = put(store, new, e0, kind="low-rank", side={"R": raw(r), "C": raw(c)})
+    assert e1.update_type == "low-rank" and policy.closure(e1) <= v0.nbytes
