@@ -28,6 +28,9 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "prune_expire": ("GIT_THETA_PRUNE_EXPIRE", "theta.pruneExpire", None),
     # rebuilt tensors are checked against their metadata's content hash (fsck always checks)
     "verify": ("GIT_THETA_VERIFY", "theta.verify", "1"),
+    # bounded: a version's fetch closure stays within its raw size (clones fetch no more than Git
+    # LFS); smallest: the smallest exact change whatever it builds on (see updates.policy)
+    "storage_policy": ("GIT_THETA_STORAGE_POLICY", "theta.storagePolicy", "bounded"),
 }
 
 

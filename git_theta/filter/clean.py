@@ -18,7 +18,7 @@ from git_theta.storage import verified
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage.packs import store_all
 from git_theta.tensor import RawTensor
-from git_theta.updates import load_entry, objects_of
+from git_theta.updates import load_entry, objects_of, policy
 from git_theta.updates.save import store_tensor, tensor_hash
 from git_theta.updates.side import load_side_updates
 
@@ -50,7 +50,9 @@ def clean(
     checkpoint = fmt.read(view, path)
     store = LfsStore.for_cwd(cwd)
     previous = previous_metadata(path, cwd)
-    known = {**tracked_content(cwd), **by_content(previous)}  # this path's own entries first
+    # this path's own entries first, the index's before HEAD's: cleaning what was just staged
+    # gives back exactly the staged metadata (git status stays clean)
+    known = {**tracked_content(cwd), **by_content(previous[::-1])}
     head = previous[0].params if previous else {}
 
     update_name = config.get("update_type") or "auto"
@@ -117,10 +119,41 @@ def clean(
                     entries[name] = entry
     finally:
         progress.close()
+    if todo:  # a new version: an unchanged file keeps the entries it was staged with
+        exact = {n for n, digest in zip(names, hashes) if entries[n].hash == digest}
+        _bound_version(entries, exact, tensors_by_name, store, len(view), done, path)
     ordered = {name: entries[name] for name in names}
     verified.record(store, list(ordered.values()))  # stored here, or reused after a check
     log.info("clean %s: %d parameters, %d stored", path, len(names), len(todo))
     return Metadata(fmt.name, checkpoint.layout, ordered).dumps_unchanged(previous)
+
+
+def _bound_version(entries, exact: set, tensors, store, file_bytes: int, done, path: str) -> None:
+    """Under the bounded storage policy, keep what a checkout of this version fetches within the
+    file's size: parameters reading packs left mostly dead by later changes are stored afresh
+    (updates.policy.packs_to_detach). Each parameter's own chain is bounded when it is stored;
+    only parameters stored exactly as in the file (`exact`: not kept by a tolerance) move."""
+    if policy.current() != policy.BOUNDED:
+        return
+    packs = policy.packs_to_detach(entries, file_bytes)
+    if not packs:
+        return
+    groups: dict[tuple, list[str]] = {}  # one object per content, as clean() stores them
+    for n, e in entries.items():
+        if n in exact and packs & set(objects_of(e, n)):
+            groups.setdefault((e.hash, e.dtype, tuple(e.shape)), []).append(n)
+    log.info("%s: %d parameters stored afresh so a checkout fetches at most the file", path, len(groups))
+    firsts = {group[0]: group for group in groups.values()}
+
+    def store_fresh(name: str, target: LfsStore) -> ParamEntry:
+        entry = store_tensor(tensors[name], target, name, None, "dense", digest=entries[name].hash)
+        done(tensors[name].data)
+        return entry
+
+    for stored in store_all(list(firsts), lambda n: tensors[n].nbytes, store_fresh, store):
+        for first, entry in stored.items():
+            for name in firsts[first]:
+                entries[name] = entry
 
 
 def _apply_tolerance(todo, entries, head, tensors, store, atol: float, rtol: float) -> None:

@@ -14,7 +14,7 @@ from git_theta.errors import ThetaError
 from git_theta.logs import get_logger
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor, numel
-from git_theta.updates import chain, words
+from git_theta.updates import chain, policy, words
 from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.bitdelta import BitDeltaUpdate
 from git_theta.updates.delta import pack_parts
@@ -27,6 +27,10 @@ WINDOW_BYTES = 256 << 10
 WINDOWS = 3
 SPARSE_SHARE = 0.25  # sparse is tried when at most this share of the elements changed
 DENSE_SAMPLE_SHARE = 0.6  # sampled share of changed elements past which sparse is not tried
+MIN_CHANGE_BYTES = 64  # a stored change takes at least its header: with less room, store dense
+# a large change is computed when its sampled estimate is within this factor of the policy's
+# room (sampled windows of a change that touches only part of a tensor overestimate it <= ~2x)
+FIT_MARGIN = 2.0
 
 
 def _windows(nonzero_chunks: list[int], chunk_elems: int, total: int, window: int) -> list[int]:
@@ -77,8 +81,13 @@ def _within(limit: float, encode, store):
         return None
 
 
+def _size(candidate: tuple) -> float:
+    return candidate[0]
+
+
 class AutoUpdate(Update):
-    """Chooses, for each changed parameter, the smallest exact encoding (the default)."""
+    """Chooses, for each changed parameter, the smallest exact encoding (the default) whose fetch
+    closure the storage policy allows (updates.policy)."""
 
     name = "auto"
     description = "smallest exact encoding per parameter: dense, sparse or bitdelta (default)"
@@ -88,14 +97,24 @@ class AutoUpdate(Update):
         if tensor.nbytes == 0 or not ctx.previous_usable():
             return dense.store(tensor, ctx)
         prev = ctx.previous
-        # (size, label, store) candidates; `store` writes the chosen one
-        candidates: list[tuple[float, str, object]] = []
+        snap_entry = chain.snapshot_of(prev, ctx.name)
+        # bytes a change may take on the previous value / on the snapshot (inf: no bound)
+        room_prev = policy.room(prev, tensor.nbytes, ctx.name)
+        room_snap = policy.room(snap_entry, tensor.nbytes, ctx.name)
+        if max(room_prev, room_snap) < MIN_CHANGE_BYTES:
+            # no change could fit: store the value whole without decoding what it builds on
+            log.debug("auto %s: dense (no room for a change under the storage policy)", ctx.name)
+            return dense.store(tensor, ctx)
+        # (size, label, store, limit) candidates; `store` writes the chosen one, giving up (None)
+        # when `limit` is given and the encoding outgrows it
+        candidates: list[tuple[float, str, object, float | None]] = []
         sparse, bitdelta = SparseUpdate(), BitDeltaUpdate()
         grown_on_change = tuple(prev.shape) != tuple(tensor.shape) and chain.depth(prev) > 0
         try:  # a corrupt earlier object must not block storing the new value
             snap = ctx.snapshot_value()
             if (
-                tuple(prev.shape) == tuple(tensor.shape)
+                room_prev >= MIN_CHANGE_BYTES
+                and tuple(prev.shape) == tuple(tensor.shape)
                 and prev.dtype == tensor.dtype
                 and sparse.can_chain(prev, tensor)
                 and not ctx.previous_mostly_changed(tensor, DENSE_SAMPLE_SHARE)
@@ -103,44 +122,51 @@ class AutoUpdate(Update):
                 mask = changed_mask(tensor, ctx.previous_values()[0])
                 if np.count_nonzero(mask) <= SPARSE_SHARE * numel(tensor.shape):
                     blob = pack_parts(sparse.parts_at(tensor, mask))
-                    candidates.append(
-                        (
-                            len(blob),
-                            "sparse",
-                            lambda blob=blob: sparse.store_blob(tensor, blob, prev, ctx.store),
+                    if len(blob) <= room_prev:
+                        candidates.append(
+                            (
+                                len(blob),
+                                "sparse",
+                                lambda blob=blob: sparse.store_blob(tensor, blob, prev, ctx.store),
+                                None,
+                            )
                         )
-                    )
                 del mask
             old = ctx.previous_values()[0] if grown_on_change else None
         except ThetaError as exc:
             log.warning("%s; storing %s whole instead of as a change", exc, ctx.name)
             return dense.store(tensor, ctx)
-        snap_entry = chain.snapshot_of(prev, ctx.name)
         if not grown_on_change:
             ctx.keep_snapshot_only()  # the previous value is not needed past here: free it early
         delta_parts = None
-        if snap.dtype == tensor.dtype and bitdelta.can_chain(snap_entry, tensor):
+        if (
+            snap.dtype == tensor.dtype
+            and bitdelta.can_chain(snap_entry, tensor)
+            and self._delta_may_fit(tensor, snap, room_snap)
+        ):
             # written before this thread computes another change, so the scratch buffer will do
             delta_parts = bitdelta.parts(tensor, snap, reuse=not grown_on_change)
         if delta_parts is not None and tensor.nbytes <= EXACT_BYTES:
             blob = pack_parts(delta_parts, bitdelta.part_compressor, True)
-            candidates.append(
-                (
-                    len(blob),
-                    "bitdelta",
-                    lambda blob=blob: bitdelta.store_blob(tensor, blob, snap_entry, ctx.store),
+            if len(blob) <= room_snap:
+                candidates.append(
+                    (
+                        len(blob),
+                        "bitdelta",
+                        lambda blob=blob: bitdelta.store_blob(tensor, blob, snap_entry, ctx.store),
+                        None,
+                    )
                 )
-            )
             dense_blob = encoded(tensor)
             candidates.append(
-                (len(dense_blob), "dense", lambda: dense.store_payload(tensor, dense_blob, ctx.store))
+                (len(dense_blob), "dense", lambda: dense.store_payload(tensor, dense_blob, ctx.store), None)
             )
         elif delta_parts is not None and not grown_on_change:
             # large: the change is encoded straight into the store and given up as soon as it
             # outgrows the cheaper of dense (the snapshot's stored size when it is dense: its
-            # compressibility hardly moves) and sparse
+            # compressibility hardly moves) and sparse, or the room the policy leaves it
             est_dense = self._dense_estimate(tensor, snap_entry)
-            limit = min([est_dense] + [c[0] for c in candidates])
+            limit = min([est_dense, room_snap] + [c[0] for c in candidates])
             entry = _within(
                 limit,
                 lambda sink: pack_parts(delta_parts, bitdelta.part_compressor, True, sink),
@@ -149,36 +175,71 @@ class AutoUpdate(Update):
             if entry is not None:
                 log.debug("auto %s: bitdelta %d (under %.0f)", ctx.name, entry.size, limit)
                 return entry
-            candidates.append((est_dense, "dense", lambda: dense.store(tensor, ctx)))
+            candidates.append((est_dense, "dense", lambda: dense.store(tensor, ctx), None))
         elif delta_parts is not None:
             est_delta, est_dense = self._estimates(tensor, delta_parts)
             candidates.append(
                 (
                     est_delta,
                     "bitdelta",
-                    lambda: bitdelta.store_blob(
-                        tensor,
+                    lambda limit: _within(
+                        limit,
                         lambda sink: pack_parts(delta_parts, bitdelta.part_compressor, True, sink),
-                        snap_entry,
-                        ctx.store,
+                        lambda payload: bitdelta.store_blob(tensor, payload, snap_entry, ctx.store),
                     ),
+                    room_snap,
                 )
             )
-            candidates.append((est_dense, "dense", lambda: dense.store(tensor, ctx)))
+            candidates.append((est_dense, "dense", lambda: dense.store(tensor, ctx), None))
         else:
-            candidates.append((tensor.nbytes, "dense", lambda: dense.store(tensor, ctx)))
-        if grown_on_change and bitdelta.can_chain(prev, tensor):
+            candidates.append((tensor.nbytes, "dense", lambda: dense.store(tensor, ctx), None))
+        if grown_on_change and bitdelta.can_chain(prev, tensor) and room_prev >= MIN_CHANGE_BYTES:
             # rows appended to a value that is itself a change: against the previous value the
             # old rows cost nothing, against the snapshot they would carry the earlier change again
             prev_parts = bitdelta.parts(tensor, old)
             if prev_parts is not None:
                 blob2 = pack_parts(prev_parts, bitdelta.part_compressor, True)
-                candidates.append(
-                    (len(blob2), "bitdelta", lambda: bitdelta.store_blob(tensor, blob2, prev, ctx.store))
-                )
-        size, label, write = min(candidates, key=lambda c: c[0])
-        log.debug("auto %s: %s (%s)", ctx.name, label, ", ".join(f"{c[1]} {c[0]:.0f}" for c in candidates))
-        return write()
+                if len(blob2) <= room_prev:
+                    candidates.append(
+                        (
+                            len(blob2),
+                            "bitdelta",
+                            lambda: bitdelta.store_blob(tensor, blob2, prev, ctx.store),
+                            None,
+                        )
+                    )
+        log.debug(
+            "auto %s: %s", ctx.name, ", ".join(f"{c[1]} {c[0]:.0f}" for c in sorted(candidates, key=_size))
+        )
+        for _, label, write, limit in sorted(candidates, key=_size):
+            entry = write() if limit is None else write(limit)
+            if entry is not None:
+                return entry
+            log.debug("auto %s: %s outgrew its room (%.0f)", ctx.name, label, limit)
+        return dense.store(tensor, ctx)  # not reached: dense is always a candidate without a limit
+
+    @staticmethod
+    def _delta_may_fit(tensor: RawTensor, snap: RawTensor, room: float) -> bool:
+        """Whether a bit delta against `snap` may fit in `room` bytes: for a large tensor, sampled
+        windows of the change are encoded first (3 x 256 kB), so a full fine-tune with little room
+        (0.12 of raw on a dense snapshot) skips the whole-tensor difference, its scratch buffer
+        (154 MB for GPT-2's embedding) and an encode that would be given up part-way."""
+        if room < MIN_CHANGE_BYTES:
+            return False
+        if room == float("inf") or tensor.nbytes <= EXACT_BYTES:
+            return True
+        new, old = words.words(tensor), words.words(snap)
+        n = min(len(new), len(old))
+        window = max(1, WINDOW_BYTES // new.itemsize)
+        if n <= window * WINDOWS or new.dtype != old.dtype:
+            return True
+        sizes = raw = 0
+        for s in sorted({int(x) for x in np.linspace(0, n - window, num=WINDOWS)}):
+            piece = words.zigzag_diff(new[s : s + window], old[s : s + window])
+            sizes += len(pack_parts({"x": RawTensor.from_numpy(piece)}, codec.DELTA_COMPRESSOR, True))
+            raw += piece.nbytes
+        estimate = sizes / raw * n * new.itemsize
+        return estimate <= FIT_MARGIN * room
 
     def _dense_estimate(self, tensor: RawTensor, snap_entry: ParamEntry) -> float:
         """Stored size of `tensor` whole: the snapshot's when it is a dense one of the same

@@ -12,13 +12,15 @@ import msgpack
 
 from git_theta import codec, dtypes, plugins
 from git_theta.errors import ThetaError
+from git_theta.logs import get_logger
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor, numel
-from git_theta.updates import chain
+from git_theta.updates import chain, policy
 from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.dense import write_object
 
+log = get_logger(__name__)
 MAGIC = b"GTPARTS1"  # header first (written by earlier versions; still read)
 TAIL_MAGIC = b"GTPARTS2"  # payloads first, then the header: streamed without buffering
 
@@ -177,6 +179,11 @@ class DeltaUpdate(Update):
         blob = pack_parts(change, self.part_compressor, self.skip_zero_parts)
         if ctx.side is None and self.exact and len(blob) >= tensor.nbytes:
             return fallback.store(tensor, ctx)  # not worth it: the smallest exact encoding instead
+        if len(blob) > policy.room(base, tensor.nbytes, ctx.name) and (self.exact or ctx.side is not None):
+            # a clone of this version would fetch more than the tensor's raw size: the new value
+            # (exactly what this change rebuilds) is stored as the policy allows instead
+            log.info("%s: %s change past the storage policy's bound; stored by auto", ctx.name, self.name)
+            return fallback.store(tensor, ctx)
         entry = self.store_blob(tensor, blob, base, ctx.store)
         if ctx.side is None and not self.exact:
             from git_theta.updates.save import tensor_hash

@@ -90,7 +90,10 @@ def test_twenty_commit_history_checks_out_exactly(repo):
 
 
 def test_sparse_chain_longer_than_k_takes_snapshots(repo):
-    env = dict(repo.env, GIT_THETA_UPDATE_TYPE="sparse", GIT_THETA_MAX_CHAIN="3")
+    # storage first: on these 8 kB tensors the bounded policy cuts chains before MAX_CHAIN does
+    env = dict(
+        repo.env, GIT_THETA_UPDATE_TYPE="sparse", GIT_THETA_MAX_CHAIN="3", GIT_THETA_STORAGE_POLICY="smallest"
+    )
     g = type(repo)(repo.cwd, env)
     g.theta("track", "model.pt")
     sd = small_model(0, width=64)
@@ -136,6 +139,8 @@ def side_update(kind: str, sd):
 
 @pytest.mark.parametrize("kind", ["sparse", "low-rank", "ia3"])
 def test_original_side_loaded_flow(repo, kind):
+    # storage first: on a 16 kB matrix the factors' headers alone pass the bounded policy's room
+    repo("config", "theta.storagePolicy", "smallest")
     repo.theta("track", "model.pt")
     sd = small_model(0, width=64)
     first = commit(repo, sd, "init")
@@ -170,6 +175,7 @@ def test_side_file_keeps_other_working_changes(repo):
 
 def test_original_low_rank_layout_for_a_conv_kernel(repo):
     """The original's side file for a (16, 3, 3, 3) kernel: R (16, 3, 3, 2) @ C (2, 3), batched matmul."""
+    repo("config", "theta.storagePolicy", "smallest")  # a 1.7 kB kernel: see above
     repo.theta("track", "model.pt")
     g = torch.Generator().manual_seed(3)
     sd = {"conv.weight": torch.randn(16, 3, 3, 3, generator=g), "fc.weight": torch.randn(6, 4, generator=g)}

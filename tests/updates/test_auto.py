@@ -11,7 +11,8 @@ def fp32(shape, seed=0, scale=0.02):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
 
 
-def test_choices(store):
+def test_choices(store, monkeypatch):
+    monkeypatch.setenv("GIT_THETA_STORAGE_POLICY", "smallest")  # storage first: every change a delta
     v0 = fp32((512, 256))
     e0 = put(store, v0)
     assert e0.update_type == "dense"
@@ -66,8 +67,10 @@ def _stored_files(store) -> set[str]:
     return {f for _, _, files in os.walk(store.objects_dir) for f in files}
 
 
-def test_large_change_streams_and_gives_way_to_a_smaller_dense(store):
+def test_large_change_streams_and_gives_way_to_a_smaller_dense(store, monkeypatch):
     import os
+
+    monkeypatch.setenv("GIT_THETA_STORAGE_POLICY", "smallest")
 
     v0 = fp32((1024, 512))  # 2 MB: past the size where candidates are encoded whole
     e0 = put(store, v0)
