@@ -37,12 +37,12 @@ DIRECT_MIN_BYTES = 64 << 20  # `auto`: below this the hook's start-up (~0.4 s) o
 
 
 def should_write_directly(meta: Metadata) -> bool:
-    """GIT_THETA_DIRECT_CHECKOUT (`0`, the default; `auto`: models of 64 MiB and more; `1`), and the git
+    """GIT_THETA_DIRECT_CHECKOUT (`auto`, the default: models of 64 MiB and more; `0`; `1`), and the git
     command running this filter is one that writes the index before it closes the filter and
     never reads the file back (checkout, switch, restore, clone)."""
     from git_theta.filter.context import under_hooked_command
 
-    mode = (config.get("direct_checkout") or "0").strip().lower()
+    mode = (config.get("direct_checkout") or "auto").strip().lower()
     if mode in ("0", "false", "no", "off"):
         return False
     if mode not in ("1", "true", "yes", "on") and model_bytes(meta) < DIRECT_MIN_BYTES:

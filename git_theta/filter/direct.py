@@ -1,21 +1,22 @@
-"""Direct checkout, done by the filter process itself: git gets the metadata, and the checkpoint is
-decoded on a background thread straight into a temp file beside the target while git goes on; when
-git closes the pipe (at its exit, after it has written the index and run its hooks, and before it
-returns: git waits for its filter processes) the temp file replaces the metadata git wrote and the
-index entry gets its stat (git.index_stat), so nothing re-reads the file afterwards.
+"""Direct checkout, done by the filter process itself: the checkpoint is decoded straight into a
+temp file beside the target (and synced) while git waits for the smudge reply, then git gets the
+metadata; when git closes the pipe (at its exit, after it has written the index and run its hooks,
+and before it returns: git waits for its filter processes) the temp file replaces the metadata git
+wrote and the index entry gets its stat (git.index_stat), so nothing re-reads the file afterwards.
 
-Doing it here rather than in the post-checkout hook saves the hook's interpreter start and imports
-(0.3-0.6 s here) and overlaps the decode with the rest of git's checkout. If the filter is killed
-first, the note in `theta-direct-checkout` (pid and path) outlives it: `deferred.take()` hands
-such stale paths to the next `git theta checkout-models --pending`, which the next checkout's
-hook runs (see move_stale).
+The file is written before git gets its reply so that a write that fails (a corrupt object, a full
+disk) fails the smudge: git reports it and exits non-zero, as without direct checkout. What is
+left for the pipe's close is a rename and an index entry update. Doing it here rather than in the
+post-checkout hook saves the hook's interpreter start and imports (0.3-0.6 s here). If the filter
+is killed first, the note in `theta-direct-checkout` (pid and path) outlives it:
+`deferred.take()` hands such stale paths to the next `git theta checkout-models --pending`, which
+the next checkout's hook runs (see move_stale).
 """
 
 import fcntl
 import os
 import sys
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from git_theta.commands import fetch
@@ -33,11 +34,9 @@ class _Job:
     path: str
     data: bytes  # the metadata git writes to the work tree
     tmp: str
-    done: Future
 
 
 _jobs: list[_Job] = []
-_pool: ThreadPoolExecutor | None = None
 
 
 def _note(top: str) -> str:
@@ -45,8 +44,8 @@ def _note(top: str) -> str:
 
 
 def start(data, path: str, write, cwd: str | None = None) -> None:
-    """Begin writing the checkpoint `write(out)` produces for `path` into a temp file."""
-    global _pool
+    """Write the checkpoint `write(out)` produces for `path` into a temp file that finish() puts
+    in place; a failure leaves nothing behind and propagates (the smudge fails)."""
     top = repo.root(cwd)
     full = os.path.join(top, path)
     os.makedirs(os.path.dirname(full), exist_ok=True)
@@ -54,9 +53,13 @@ def start(data, path: str, write, cwd: str | None = None) -> None:
     with open(_note(top), "a", encoding="utf-8") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # other filter processes rewrite the note under this lock
         f.write(f"{os.getpid()}\t{path}\n")
-    if _pool is None:  # one file at a time: each decode already uses every core
-        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="git-theta-direct")
-    _jobs.append(_Job(top, path, bytes(data), tmp, _pool.submit(_write, fd, write)))
+    try:
+        _write(fd, write)
+    except BaseException:
+        _unlink(tmp)
+        _drop_note(top, path)
+        raise
+    _jobs.append(_Job(top, path, bytes(data), tmp))
 
 
 def _write(fd: int, write) -> int:
@@ -69,11 +72,10 @@ def _write(fd: int, write) -> int:
 
 
 def finish() -> None:
-    """Wait for the writes, then put each file in place (see the module's docstring)."""
+    """Put each written file in place (see the module's docstring)."""
     while _jobs:
         job = _jobs.pop(0)
         try:
-            job.done.result()
             _put_in_place(job)
         except BaseException as exc:  # noqa: BLE001  the note keeps it for `checkout-models --pending`
             _unlink(job.tmp)

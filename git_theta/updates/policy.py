@@ -26,6 +26,10 @@ from git_theta import config
 from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 
+# a pack is stored afresh only for at least this many dead bytes: below it a new object (a file, a
+# transfer) costs more than the bytes it saves, and a model of a few kB would store a whole
+# version again for a change of one tensor (codec headers alone put tiny tensors past their raw size)
+DETACH_MIN_BYTES = 64 << 10
 BOUNDED = "bounded"
 SMALLEST = "smallest"
 POLICIES = (BOUNDED, SMALLEST)
@@ -89,7 +93,8 @@ def packs_to_detach(entries: dict[str, ParamEntry], bound: int) -> set[str]:
     pack that changed since leave dead slices that a version still referencing the pack fetches
     (a change of half the small tensors of a model made of small tensors fetches both halves).
     Packs are dropped most-dead-bytes first: the live parameters are stored again (a new pack of
-    this version's values), which saves the dead bytes.
+    this version's values), which saves the dead bytes. Packs with fewer than DETACH_MIN_BYTES
+    dead bytes stay, so the bound holds up to that much per pack.
     """
     from git_theta.storage.packs import PACK_KEY
     from git_theta.updates import chain
@@ -108,7 +113,7 @@ def packs_to_detach(entries: dict[str, ParamEntry], bound: int) -> set[str]:
     dead = sorted(((objects[oid] - used, oid) for oid, used in live.items()), reverse=True)
     chosen: set[str] = set()
     for waste, oid in dead:
-        if excess <= 0 or waste <= 0:
+        if excess <= 0 or waste < DETACH_MIN_BYTES:
             break
         chosen.add(oid)
         excess -= waste

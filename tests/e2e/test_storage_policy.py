@@ -68,3 +68,31 @@ def test_smallest_policy_from_git_config_stores_less_and_fetches_more(repo, bare
     repo("push", "-q", "origin", "main")
     fetched = fresh_clone_bytes(repo, bare_remote, tmp_path, "clone", "HEAD", versions[2])
     assert fetched > size  # the fine-tune is a bit delta on v1's snapshot: both are fetched
+
+
+def test_packs_left_mostly_dead_are_stored_afresh_and_small_changes_are_not(repo, bare_remote, tmp_path):
+    """200 small tensors share packs: a dense change of half of them would leave the old packs
+    half dead (a clone of that version fetching 1.4x the file); they are stored afresh. A change
+    of one tensor afterwards stores one object: its pack's few dead bytes are not worth moving."""
+    repo.theta("track", "model.pt")
+    path = os.path.join(repo.cwd, "model.pt")
+    g = torch.Generator().manual_seed(0)
+    v1 = collections.OrderedDict((f"t{i}", torch.randn(64, 64, generator=g)) for i in range(200))
+    v2 = moved(v1, {f"t{i}" for i in range(100)}, 1, 1.0)
+    v3 = moved(v2, {"t150"}, 2, 1.0)
+    seen = set()
+    new_objects = []
+    for i, sd in enumerate([v1, v2, v3], 1):
+        save(sd, path)
+        repo("add", "model.pt")
+        repo("commit", "-qm", f"v{i}")
+        objects = set(lfs_objects(repo.cwd))
+        new_objects.append(len(objects - seen))
+        seen = objects
+    assert new_objects[2] == 1
+    size = os.path.getsize(path)
+    repo("remote", "add", "origin", bare_remote)
+    repo("push", "-q", "origin", "main")
+    for i, rev in enumerate(["HEAD~1", "HEAD"]):
+        fetched = fresh_clone_bytes(repo, bare_remote, tmp_path, f"clone{i}", rev, [v2, v3][i])
+        assert fetched <= size, f"v{i + 2}: fetched {fetched} bytes, the file is {size}"
