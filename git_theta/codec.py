@@ -299,6 +299,41 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
     )
 
 
+def decode_sample(blob, dtype: str, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The smallest stored chunk of a tensor, decoded alone: (its index in the tensor, its values).
+
+    A guess at what a whole tensor holds for a fraction of a decode (the last chunk of GPT-2's
+    embedding is 3.4 MB of 154 MB); ThetaError when the blob is not a stored tensor."""
+    dt = dtypes.get(dtype)
+    try:
+        view = memoryview(blob)
+        entries = _chunks(view)
+        zarray = bytes(entries.pop(".zarray"))
+        kv, store = _decoder(zarray)
+        if tuple(store.shape) != tuple(shape) or not shape or not entries:
+            raise ValueError("not a chunked array of this shape")
+        _check_grid(zarray, tuple(shape), entries, dt.itemsize)
+        chunks = store.chunk_layout.read_chunk.shape
+
+        def bounds(key: str) -> tuple[slice, ...]:
+            index = [int(i) for i in key.split(".")]
+            return tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape))
+
+        key = min(entries, key=lambda k: numel([b.stop - b.start for b in bounds(k)]))
+        where = bounds(key)
+        kv.write(key, bytes(entries[key])).result()
+        try:
+            values = store[where].read().result()
+        finally:
+            del kv[key]
+    except ThetaError:
+        raise
+    except Exception as exc:
+        getattr(_decoders, "kept", {}).clear()
+        raise ThetaError(f"stored data of a tensor is corrupt ({exc})") from None
+    return where, np.ascontiguousarray(values)
+
+
 _MAX_CHUNK = 1 << 30  # bytes of one decoded chunk; ours are CHUNK_BYTES
 
 

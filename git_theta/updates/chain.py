@@ -83,10 +83,22 @@ def rebuild(
 
 def load_entry(entry: ParamEntry, store: LfsStore, name: str, verify: bool | None = None) -> RawTensor:
     """The tensor a metadata entry describes, whatever its update type; checked against the
-    entry's content hash when `verify` (default: the GIT_THETA_VERIFY setting, on)."""
+    entry's content hash when `verify` (default: the GIT_THETA_VERIFY setting, on).
+
+    With the content check the objects are read without their own hash (it would hash every
+    byte a second time); when the check fails they are read again, each checked against its
+    oid, so a corrupt object is named as such rather than as a metadata mismatch."""
     from git_theta.storage import verified
 
-    tensor = rebuild(entry, store, name)
-    if verified.enabled() if verify is None else verify:
+    if not (verified.enabled() if verify is None else verify):
+        return rebuild(entry, store, name)
+    try:
+        tensor = rebuild(entry, store.content_checked() if store.check_objects else store, name)
         verified.check(tensor, entry, name)
+        return tensor
+    except ThetaError:
+        if not store.check_objects:
+            raise
+    tensor = rebuild(entry, store, name)  # raises for a corrupt object; else the content check does
+    verified.check(tensor, entry, name)
     return tensor
