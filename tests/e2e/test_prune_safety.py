@@ -202,12 +202,15 @@ def test_prune_keeps_models_staged_in_other_worktrees(repo, tmp_path):
 
 def test_prune_spares_recent_objects_and_honours_the_expiry(repo):
     path = commit_tracked_model(repo, model(0), message="v1")
+    committed = set(lfs_objects(repo.cwd))
     save(model(6), path)
     repo("add", "model.pt")  # added, then abandoned: nothing refers to its objects
     repo("reset", "-q", "--hard")
     before = set(lfs_objects(repo.cwd))
+    n = len(before - committed)  # one pack, or more where the storage policy re-stores a tensor
+    assert n >= 1
     out = repo.theta("prune", "--force").stdout.decode()
-    assert "deleted 0 object(s)" in out and "spared 1 unreferenced object(s)" in out
+    assert "deleted 0 object(s)" in out and f"spared {n} unreferenced object(s)" in out
     assert "written since 2.weeks.ago" in out
     age_objects(repo.cwd, 3 * 86400)
     repo("config", "gc.pruneExpire", "1.week.ago")  # git's own setting, as git gc honours it
@@ -218,15 +221,17 @@ def test_prune_spares_recent_objects_and_honours_the_expiry(repo):
     assert "would delete 0 object(s)" in proc.stdout.decode()
     bad = repo.theta("prune", "--expire", "someday", check=False)
     assert bad.returncode != 0 and "'someday' is not a date git understands" in bad.stderr.decode()
-    assert "deleted 1 object(s)" in repo.theta("prune", "--force").stdout.decode()
-    assert len(before - set(lfs_objects(repo.cwd))) == 1
+    assert f"deleted {n} object(s)" in repo.theta("prune", "--force").stdout.decode()
+    assert before - set(lfs_objects(repo.cwd)) == before - committed
 
 
 def test_storing_an_object_again_makes_it_recent(repo):
     """An old unreferenced object that a new add writes again must not look old to prune."""
     path = commit_tracked_model(repo, model(0), message="v1")
+    committed = set(lfs_objects(repo.cwd))
     save(model(7), path)
     repo("add", "model.pt")
+    written = set(lfs_objects(repo.cwd)) - committed
     repo("reset", "-q", "--hard")
     age_objects(repo.cwd)
     save(model(7), path)
@@ -238,7 +243,7 @@ def test_storing_an_object_again_makes_it_recent(repo):
         - os.path.getmtime(os.path.join(repo.cwd, ".git", "lfs", "objects", oid[:2], oid[2:4], oid))
         < 3600
     }
-    assert len(recent) == 1
+    assert recent == written
 
 
 def _with_limit(limit: int, argv: list[str]) -> str:
