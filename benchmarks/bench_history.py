@@ -10,6 +10,7 @@ what was committed and `git status` must be clean after each step, else the run 
 
 Histories (shared/bench/make_model.py; `--scale`):
   main        init, dense (full fine-tune), few-layers          (the issue's history)
+  few-layers  init, few-layers, few-layers
   sparse      init, sparse, sparse
   lora        init, lora, lora   (git-theta: `git theta add --update-type low-rank --update-data`)
   add-tokens  init, add-tokens, add-tokens
@@ -41,6 +42,7 @@ from bench_core import MAKE_MODEL, isolated_env, tree_bytes  # noqa: E402
 
 HISTORIES = {
     "main": ["init", "dense", "few-layers"],
+    "few-layers": ["init", "few-layers", "few-layers"],
     "sparse": ["init", "sparse", "sparse"],
     "lora": ["init", "lora", "lora"],
     "add-tokens": ["init", "add-tokens", "add-tokens"],
@@ -324,7 +326,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="full", choices=["full", "small", "tiny"])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--histories", default="main,sparse,lora,add-tokens,bf16,real")
+    ap.add_argument("--histories", default="main,few-layers,sparse,lora,add-tokens,bf16,real")
     ap.add_argument("--tools", default="theta,lfs,dvc")
     ap.add_argument("--dvc", default=None, help="the dvc executable (default: dvc on PATH)")
     ap.add_argument("--workdir", default=None)
