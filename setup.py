@@ -93,6 +93,7 @@ setup(
         "click>=8",
         "numpy>=1.24",
         "tensorstore>=0.1.50",
+        "numcodecs>=0.13",  # Blosc straight into numpy arrays: the codec's hot path (git_theta/chunks.py)
         "msgpack>=1.0",
         "GitPython>=3.1",
         "prompt_toolkit>=3",

@@ -13,13 +13,16 @@ One whole-tensor chunk encodes at ~130 MB/s (no parallelism), hence the chunking
 is recorded per parameter, so stored objects stay readable if the choice changes.
 """
 
+import json
 import mmap
 import threading
+from functools import lru_cache
 
 import msgpack
 import numpy as np
 import tensorstore as ts
 
+from git_theta import chunks as blosc_chunks
 from git_theta import dtypes, memory
 from git_theta.errors import ThetaError
 from git_theta.tensor import RawTensor, numel
@@ -130,11 +133,28 @@ def encode(tensor: RawTensor, sink, compressor: dict | None = None, skip_zero: b
         skip_zero,
     )
     store, kv, zarray = _encoder(key, dt, chunks, compressor or _COMPRESSOR)
+    plan = blosc_chunks.runs(tuple(tensor.shape), chunks)
+    if plan is not None and blosc_chunks.usable(compressor or _COMPRESSOR, dt.itemsize):
+        _encode_chunks(zarray, array, plan, compressor or _COMPRESSOR, skip_zero, sink)
+        return
     try:
         _encode_with(store, kv, zarray, array, tensor.shape, chunks, skip_zero, sink)
     except BaseException:
         _encoders.kept.pop(key, None)  # chunks may be left in its kvstore: never reuse it
         raise
+
+
+def _encode_chunks(zarray: bytes, array: np.ndarray, plan, compressor: dict, skip_zero: bool, sink) -> None:
+    """encode() through numcodecs' Blosc, chunk by chunk on worker threads (see git_theta.chunks)."""
+    flat = array.reshape(-1).view(f"u{array.dtype.itemsize}")
+    count = len(plan)
+    if skip_zero:
+        count = sum(1 for run in plan if flat[run.start : run.start + run.length].any())
+    packer = msgpack.Packer()
+    sink.write(packer.pack_map_header(count + 1))
+    _put(b".zarray", zarray, sink, packer)
+    for key, frame in blosc_chunks.compress(flat, plan, compressor, skip_zero):
+        _put(key.encode(), frame, sink, packer)
 
 
 def _encode_with(
@@ -268,6 +288,10 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
         entries = _chunks(view, ends)
         _release(blob)  # the pages the checksum touched
         zarray = bytes(entries.pop(".zarray"))
+        plan = _fast_plan(zarray, dt, tuple(shape))
+        if plan is not None:
+            _check_grid(zarray, tuple(shape), entries, dt.itemsize)
+            return RawTensor(dt.name, tuple(shape), memoryview(_decode_chunks(plan, entries, ends, blob, dt, shape)))
         kv, store = _decoder(zarray)
         if (
             tuple(store.shape) != tuple(shape)
@@ -299,39 +323,80 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
     )
 
 
+@lru_cache(maxsize=None)
+def _zarr_dtype(name: str) -> str:
+    """The .zarray `dtype` tensorstore writes for one of our dtypes (e.g. '<f4', 'bfloat16')."""
+    dt = dtypes.get(name)
+    key = (dt.name, (1,), (1,), tuple(sorted(_COMPRESSOR.items())), False)
+    return json.loads(_encoder(key, dt, [1], _COMPRESSOR)[2])["dtype"]
+
+
+def _fast_plan(zarray: bytes, dt: dtypes.DType, shape: tuple[int, ...]) -> dict | None:
+    """{key: Run} when the stored array can be decoded by git_theta.chunks (a blosc zarr array
+    of this dtype and shape, C order, no filters, contiguous chunks); None for tensorstore."""
+    try:
+        meta = json.loads(zarray)
+    except ValueError:
+        return None
+    if not isinstance(meta, dict) or meta.get("zarr_format") != 2 or meta.get("order") != "C":
+        return None
+    if meta.get("filters") is not None or meta.get("fill_value") not in (None, 0):
+        return None
+    if meta.get("shape") != list(shape) or meta.get("dtype") != _zarr_dtype(dt.name):
+        return None
+    if meta.get("dimension_separator", ".") != "." or not blosc_chunks.usable(meta.get("compressor"), dt.itemsize):
+        return None
+    chunks = meta.get("chunks")
+    if not isinstance(chunks, list) or not all(type(c) is int and c > 0 for c in chunks):
+        return None
+    if numel(chunks) * dt.itemsize > _MAX_CHUNK:
+        return None
+    plan = blosc_chunks.runs(shape, chunks)
+    return None if plan is None else {run.key: run for run in plan}
+
+
+def _decode_chunks(plan: dict, entries: dict, ends: dict, blob, dt: dtypes.DType, shape) -> np.ndarray:
+    """The tensor's bytes, each chunk decompressed straight into its place (see git_theta.chunks);
+    chunks left out (change parts: all zero) read as 0."""
+    out = memory.empty(numel(shape) * dt.itemsize, np.uint8)
+    if len(entries) < len(plan):
+        for key, run in plan.items():
+            if key not in entries:
+                out[run.start * dt.itemsize : (run.start + run.length) * dt.itemsize] = 0
+    # each chunk's compressed pages are dropped from this process once decoded (see _release)
+    blosc_chunks.decompress_into(
+        out, plan, entries, dt.itemsize, done=lambda key: _release(blob, ends[key] - len(entries[key]), ends[key])
+    )
+    return out
+
+
 def decode_sample(blob, dtype: str, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], np.ndarray]:
-    """The smallest stored chunk of a tensor, decoded alone: (its index in the tensor, its values).
+    """The smallest stored chunk of a tensor, decoded alone: (its index in the tensor, its bytes).
 
     A guess at what a whole tensor holds for a fraction of a decode (the last chunk of GPT-2's
     embedding is 3.4 MB of 154 MB); ThetaError when the blob is not a stored tensor."""
     dt = dtypes.get(dtype)
     try:
-        view = memoryview(blob)
-        entries = _chunks(view)
+        entries = _chunks(memoryview(blob))
         zarray = bytes(entries.pop(".zarray"))
-        kv, store = _decoder(zarray)
-        if tuple(store.shape) != tuple(shape) or not shape or not entries:
-            raise ValueError("not a chunked array of this shape")
+        plan = _fast_plan(zarray, dt, tuple(shape))
+        if plan is None or not entries:
+            raise ValueError("not a chunked blosc array of this shape")
         _check_grid(zarray, tuple(shape), entries, dt.itemsize)
-        chunks = store.chunk_layout.read_chunk.shape
-
-        def bounds(key: str) -> tuple[slice, ...]:
-            index = [int(i) for i in key.split(".")]
-            return tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape))
-
-        key = min(entries, key=lambda k: numel([b.stop - b.start for b in bounds(k)]))
-        where = bounds(key)
-        kv.write(key, bytes(entries[key])).result()
-        try:
-            values = store[where].read().result()
-        finally:
-            del kv[key]
+        key = min(entries, key=lambda k: plan[k].length)
+        run, frame = plan[key], entries[key]
+        if blosc_chunks.frame_size(frame) != run.full * dt.itemsize:
+            raise ValueError(f"chunk {key} is not of its chunk's size")
+        scratch = np.empty(run.full * dt.itemsize, dtype=np.uint8)
+        blosc_chunks.blosc.decompress(frame, scratch)
+        chunk_shape_ = json.loads(zarray)["chunks"]
+        index = [int(i) for i in key.split(".")]
+        where = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunk_shape_, shape))
     except ThetaError:
         raise
     except Exception as exc:
-        getattr(_decoders, "kept", {}).clear()
         raise ThetaError(f"stored data of a tensor is corrupt ({exc})") from None
-    return where, np.ascontiguousarray(values)
+    return where, scratch[: run.length * dt.itemsize]
 
 
 _MAX_CHUNK = 1 << 30  # bytes of one decoded chunk; ours are CHUNK_BYTES

@@ -26,8 +26,9 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     # unreferenced objects younger than this are spared by prune (git's date syntax; default:
     # gc.pruneExpire, else git's own 2.weeks.ago)
     "prune_expire": ("GIT_THETA_PRUNE_EXPIRE", "theta.pruneExpire", None),
-    # rebuilt tensors are checked against their metadata's content hash (fsck always checks)
-    "verify": ("GIT_THETA_VERIFY", "theta.verify", "1"),
+    # rebuilt tensors are checked against their metadata's content hash: once per entry (default),
+    # always, or 0 (storage.verified; fsck always checks)
+    "verify": ("GIT_THETA_VERIFY", "theta.verify", "once"),
     # bounded: a version's fetch closure stays within its raw size (clones fetch no more than Git
     # LFS); smallest: the smallest exact change whatever it builds on (see updates.policy)
     "storage_policy": ("GIT_THETA_STORAGE_POLICY", "theta.storagePolicy", "bounded"),

@@ -1,7 +1,8 @@
 """Plug-in registries: one per entry-point group, each holding subclasses of one base class.
 
 Built-in plug-ins are registered in setup.py under the same groups as third-party ones, and also
-listed here so a source checkout works before installation.
+listed here so a source checkout works before installation. A built-in's name always means the
+built-in: third-party plug-ins add names, they do not replace ours.
 """
 
 import importlib
@@ -23,6 +24,17 @@ class Registry(Generic[T]):
     def __init__(self, group: str, kind: str, builtins: dict[str, str]):
         self.group, self.kind, self.builtins = group, kind, builtins
         self._classes: dict[str, type] | None = None
+        self._one: dict[str, type] = {}
+
+    def _builtin(self, name: str) -> type:
+        """A built-in by its own name, importing only its module: scanning every installed
+        package's entry points and importing every format took 0.28 s of a 1.6 s GPT-2-small
+        checkout here. Built-in names are taken by the built-ins (a plug-in adds new names)."""
+        cls = self._one.get(name)
+        if cls is None:
+            module, _, attr = self.builtins[name].partition(":")
+            cls = self._one[name] = getattr(importlib.import_module(module), attr)
+        return cls
 
     def _load(self) -> dict[str, type]:
         if self._classes is None:
@@ -31,7 +43,7 @@ class Registry(Generic[T]):
                 module, _, attr = target.partition(":")
                 found[name] = getattr(importlib.import_module(module), attr)
             for ep in entry_points(group=self.group):
-                if ep.name.lower() in found and ep.value == self.builtins.get(ep.name.lower()):
+                if ep.name.lower() in found:
                     continue
                 try:
                     found[ep.name.lower()] = ep.load()
@@ -49,6 +61,8 @@ class Registry(Generic[T]):
         return sorted(self._load())
 
     def get(self, name: str) -> type:
+        if self._classes is None and name.lower() in self.builtins:
+            return self._builtin(name.lower())
         try:
             return self._load()[name.lower()]
         except KeyError:

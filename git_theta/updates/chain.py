@@ -83,15 +83,19 @@ def rebuild(
 
 def load_entry(entry: ParamEntry, store: LfsStore, name: str, verify: bool | None = None) -> RawTensor:
     """The tensor a metadata entry describes, whatever its update type; checked against the
-    entry's content hash when `verify` (default: the GIT_THETA_VERIFY setting, on).
+    entry's content hash when `verify` is True, or by default as GIT_THETA_VERIFY says (an entry
+    this repository stored or verified before is trusted, see storage.verified).
 
     With the content check the objects are read without their own hash (it would hash every
     byte a second time); when the check fails they are read again, each checked against its
     oid, so a corrupt object is named as such rather than as a metadata mismatch."""
     from git_theta.storage import verified
 
-    if not (verified.enabled() if verify is None else verify):
+    how = verified.mode() if verify is None else (verified.ALWAYS if verify else verified.OFF)
+    if how == verified.OFF:
         return rebuild(entry, store, name)
+    if how == verified.ONCE and store.check_objects and verified.is_verified(store, entry):
+        return rebuild(entry, store.content_checked(), name)
     try:
         tensor = rebuild(entry, store.content_checked() if store.check_objects else store, name)
         verified.check(tensor, entry, name)
