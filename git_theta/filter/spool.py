@@ -12,7 +12,7 @@ import tempfile
 
 import numpy as np
 
-from git_theta import config
+from git_theta import config, memory
 
 
 def _available_memory() -> int:
@@ -36,39 +36,88 @@ def spill_threshold() -> int:
     return int(_available_memory() * share)
 
 
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if os.uname().sysname == "Linux" else 0)
+
+
+def _reserve(nbytes: int) -> mmap.mmap | None:
+    """Address space for up to `nbytes` of content, memory only as it is written, in huge pages
+    where the kernel offers them; None where that cannot be had."""
+    size = -(-max(nbytes, 1) // memory.HUGE_PAGE) * memory.HUGE_PAGE
+    try:
+        area = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+    except (OSError, ValueError, OverflowError):
+        return None
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            area.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:
+            pass
+    return area
+
+
 class Spool:
-    """A write-once buffer: write() chunks, then view() the whole content without a copy."""
+    """A write-once buffer: write() chunks (or reserve() room and read straight into it), then
+    view() the whole content without a copy.
+
+    In memory the content goes into one reserved anonymous mapping in huge pages: a bytearray
+    grown packet by packet faulted in 4 KiB pages one at a time (git add of GPT-2-small: 0.82 s
+    of the filter's main thread receiving 498 MB, against ~0.2 s read straight into the area)."""
 
     def __init__(self, tmp_dir: str | None = None, threshold: int | None = None):
         self.tmp_dir = tmp_dir
         self.threshold = spill_threshold() if threshold is None else threshold
-        self.memory: bytearray | None = bytearray()
+        self.memory: mmap.mmap | bytearray | None = None
+        self.size = 0
         self.file = None
         self.map: mmap.mmap | None = None
         self._base: int | None = None
+        self._spilled = False
+
+    def reserve(self, n: int) -> memoryview | None:
+        """Room for the next `n` bytes in memory (fill it, then commit(n)); None once spilled
+        or past the threshold (write() them instead)."""
+        if self._spilled or self.size + n > self.threshold:
+            return None
+        if self.memory is None:
+            self.memory = _reserve(self.threshold) or bytearray()  # no address space: grow a bytearray
+        if isinstance(self.memory, bytearray):
+            self.memory.extend(bytes(n) if len(self.memory) < self.size + n else b"")
+        return memoryview(self.memory)[self.size : self.size + n]
+
+    def commit(self, n: int) -> None:
+        self.size += n
 
     def write(self, data) -> None:
-        if self.memory is not None:
-            self.memory += data
-            if len(self.memory) > self.threshold:
-                self._spill()
-        else:
-            self.file.write(data)
+        n = len(memoryview(data).cast("B"))
+        room = self.reserve(n)
+        if room is not None:
+            room[:] = data
+            room.release()
+            self.commit(n)
+            return
+        if not self._spilled:
+            self._spill()
+        self.file.write(data)
 
     def _spill(self) -> None:
         if self.tmp_dir:
             os.makedirs(self.tmp_dir, exist_ok=True)
         self.file = tempfile.TemporaryFile(dir=self.tmp_dir, prefix="theta-spool-")
-        self.file.write(self.memory)
-        self.memory = None
+        if self.memory is not None:
+            with memoryview(self.memory)[: self.size] as held:
+                self.file.write(held)
+            if isinstance(self.memory, mmap.mmap):
+                self.memory.close()
+            self.memory = None
+        self._spilled = True
 
     @property
     def spilled(self) -> bool:
         return self.file is not None
 
     def view(self) -> memoryview:
-        if self.memory is not None:
-            return memoryview(self.memory)
+        if not self._spilled:
+            return memoryview(self.memory)[: self.size] if self.memory is not None else memoryview(b"")
         self.file.flush()
         if self.file.tell() == 0:
             return memoryview(b"")
@@ -96,6 +145,11 @@ class Spool:
             pass
 
     def close(self) -> None:
+        if isinstance(self.memory, mmap.mmap):
+            try:
+                self.memory.close()
+            except BufferError:  # a view is still alive; the area goes when it is collected
+                pass
         self.memory = None
         if self.map is not None:
             try:

@@ -57,6 +57,19 @@ def read_content(stream: BinaryIO, sink=None):
         size = int(head, 16)
         if size == 0:
             return buf
+        if size < 4:
+            raise PktLineError(f"bad pkt-line length {size}")
+        room = sink.reserve(size - 4) if sink is not None and hasattr(sink, "reserve") else None
+        if room is not None:  # straight into the sink's memory: no packet-sized copies
+            with room:
+                got = 0
+                while got < size - 4:
+                    n = stream.readinto(room[got:])
+                    if not n:
+                        raise PktLineError("truncated pkt-line")
+                    got += n
+            sink.commit(size - 4)
+            continue
         data = stream.read(size - 4)
         if len(data) != size - 4:
             raise PktLineError("truncated pkt-line")
