@@ -40,7 +40,7 @@ def runs(shape: tuple[int, ...], chunks: list[int]) -> list[Run] | None:
     """Every chunk of the grid in key order, or None when some chunk is not one contiguous run."""
     if not shape or len(chunks) != len(shape) or not numel(shape):
         return None
-    split = next((i for i, (c, s) in enumerate(zip(chunks, shape)) if c < s), 0)
+    split = max((i for i, (c, s) in enumerate(zip(chunks, shape)) if c < s), default=0)
     if any(c != 1 for c in chunks[:split]) or any(c != s for c, s in zip(chunks[split + 1 :], shape[split + 1 :])):
         return None
     inner = numel(shape[split + 1 :])

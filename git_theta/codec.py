@@ -20,7 +20,6 @@ from functools import lru_cache
 
 import msgpack
 import numpy as np
-import tensorstore as ts
 
 from git_theta import chunks as blosc_chunks
 from git_theta import dtypes, memory
@@ -105,6 +104,8 @@ def _encoder(key: tuple, dt: dtypes.DType, chunks: list[int], compressor: dict):
     written is deleted once emitted, so a kept store holds only its .zarray."""
 
     def open_new():
+        import tensorstore as ts  # imported when first needed: a checkout never needs it (0.03 s)
+
         ctx = ts.Context()
         store = ts.open(_spec(dt, key[1], chunks, compressor, key[4]), create=True, context=ctx).result()
         kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
@@ -264,6 +265,8 @@ def _decoder(zarray: bytes):
     every chunk key written is deleted after it is read."""
 
     def open_new():
+        import tensorstore as ts
+
         ctx = ts.Context()
         kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
         kv.write(".zarray", zarray).result()
@@ -325,10 +328,12 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
 
 @lru_cache(maxsize=None)
 def _zarr_dtype(name: str) -> str:
-    """The .zarray `dtype` tensorstore writes for one of our dtypes (e.g. '<f4', 'bfloat16')."""
-    dt = dtypes.get(name)
-    key = (dt.name, (1,), (1,), tuple(sorted(_COMPRESSOR.items())), False)
-    return json.loads(_encoder(key, dt, [1], _COMPRESSOR)[2])["dtype"]
+    """The .zarray `dtype` tensorstore writes for one of our dtypes ('<f4', 'bfloat16', ...;
+    tests/test_codec.py checks every one against tensorstore), known without importing it."""
+    storage = dtypes.get(name).storage
+    if storage.startswith(("bfloat16", "float8")):
+        return storage
+    return np.dtype(storage).str
 
 
 def _fast_plan(zarray: bytes, dt: dtypes.DType, shape: tuple[int, ...]) -> dict | None:
@@ -440,6 +445,8 @@ def _read_slabs(store, kv, entries: dict[str, memoryview], ends: dict[str, int],
     out = memory.empty(store.shape, store.dtype.numpy_dtype)
     # tensorstore decodes straight into `out`: a read() would return each slab in fresh memory,
     # copied again (GPT-2-small, one thread: 0.2-0.5 s of system time against 0.2-1.3 s)
+    import tensorstore as ts
+
     target = ts.array(out, copy=False, write=True)
     row_bytes = out.nbytes // max(1, out.shape[0])
     step = rows * max(1, DECODE_SLAB_BYTES // max(1, rows * row_bytes))

@@ -61,3 +61,15 @@ def test_garbage_and_mismatches_are_errors():
         codec.decode(good, "float32", (2, 8))
     with pytest.raises(ThetaError, match="corrupt"):
         codec.decode(good[:-10], "float32", (4, 4))
+
+
+def test_zarr_dtype_names_match_what_tensorstore_writes():
+    import json
+
+    from git_theta import dtypes
+
+    for name in dtypes.DTYPES:
+        dt = dtypes.get(name)
+        key = (dt.name, (1,), (1,), tuple(sorted(codec._COMPRESSOR.items())), False)
+        written = json.loads(codec._encoder(key, dt, [1], codec._COMPRESSOR)[2])["dtype"]
+        assert codec._zarr_dtype(name) == written, name
