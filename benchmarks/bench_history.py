@@ -176,6 +176,10 @@ def new_side(tool, root, dvc):
     os.makedirs(root)
     env = isolated_env(os.path.join(root, "home"))
     env["DVC_NO_ANALYTICS"] = "1"
+    # DVC keeps per-repository state (its index, hashes) under a machine-wide site cache keyed
+    # by the repository's path: without this, a clone made where an earlier round's clone was
+    # finds that state and skips work no fresh clone could
+    env["DVC_SITE_CACHE_DIR"] = os.path.join(root, "dvc-site-cache")
     if tool == "theta-smallest":
         env["GIT_THETA_STORAGE_POLICY"] = "smallest"
     repo, bare = os.path.join(root, "repo"), os.path.join(root, "remote.git")
@@ -259,9 +263,10 @@ def run_tool(tool, history, models, workdir, dvc):
             ["git", "clone", "-q", "--no-checkout", bare, clone],
             ["git", "-C", clone, "checkout", "-q", sha],
         ]
-        seconds, peak = timed_seq(steps, root, env)
+        clone_env = dict(env, DVC_SITE_CACHE_DIR=os.path.join(root, f"dvc-site-cache-clone-v{i}"))
+        seconds, peak = timed_seq(steps, root, clone_env)
         if tool == "dvc":  # dvc pulls from inside the clone
-            pulled = run([dvc, "pull", "-q"], clone, env, timed=True)
+            pulled = run([dvc, "pull", "-q"], clone, clone_env, timed=True)
             seconds, peak = seconds + pulled[0], max(peak, pulled[1])
         out[f"clone{i}_s"], out[f"clone{i}_rss"] = seconds, peak
         out[f"fetched{i}"] = store_bytes(clone, tool)

@@ -1,8 +1,8 @@
 """A framework-free tensor: dtype name, shape and C-contiguous little-endian bytes."""
 
-from dataclasses import dataclass
+from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
 from git_theta import dtypes
 
@@ -21,6 +21,8 @@ class RawTensor:
 
     def numpy(self) -> np.ndarray:
         """A read-only numpy view of the bits (ml_dtypes types for bfloat16 / float8)."""
+        import numpy as np  # on first use: metadata-only commands (the pre-push hook) never import it
+
         dt = dtypes.get(self.dtype)
         arr = np.frombuffer(self.data, dtype=dt.numpy())
         return arr.reshape(self.shape) if self.shape else arr.reshape(())
@@ -28,6 +30,8 @@ class RawTensor:
     @classmethod
     def from_numpy(cls, array: np.ndarray, dtype: str | None = None) -> "RawTensor":
         """Wrap a numpy array (copied only when not C-contiguous)."""
+        import numpy as np
+
         array = np.asarray(array)
         if not array.flags.c_contiguous:
             array = array.copy(order="C")
