@@ -138,6 +138,15 @@ class _DirectFile:
 _HASH_PIECE = 16 << 20
 
 
+def verify_file(path: str, oid: str) -> bool:
+    """Whether the file at `path` hashes to `oid` (read through a map, pages dropped as hashed)."""
+    with open(path, "rb") as f:
+        if not os.fstat(f.fileno()).st_size:
+            return hashlib.sha256(b"").hexdigest() == oid
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _verified_digest(data) == oid
+
+
 def _verified_digest(data) -> str:
     """sha256 of an object, a mapped one piece by piece with each piece's pages dropped from this
     process once hashed (they stay in the page cache for the decode): otherwise a whole object

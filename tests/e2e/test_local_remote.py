@@ -1,0 +1,62 @@
+"""A remote on this machine (a path or file:// URL): objects are linked from it, each checked
+against its oid; a corrupt one is never taken, and the clone says what is missing."""
+
+import os
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from tests.helpers import lfs_objects
+
+
+def _model() -> dict:
+    rng = np.random.default_rng(0)
+    return {f"w{i}": rng.standard_normal((512, 600)).astype(np.float32) for i in range(3)}
+
+
+def _pushed(repo, bare_remote) -> dict:
+    repo.theta("track", "*.safetensors")
+    model = _model()
+    save_file(model, os.path.join(repo.cwd, "m.safetensors"))
+    repo("add", "-A")
+    repo("commit", "-qm", "v1")
+    repo("remote", "add", "origin", bare_remote)
+    repo("push", "-q", "origin", "main")
+    return model
+
+
+def _remote_object(bare_remote: str, oid: str) -> str:
+    return os.path.join(bare_remote, "lfs", "objects", oid[:2], oid[2:4], oid)
+
+
+def test_a_clone_from_a_local_remote_links_its_objects(repo, bare_remote, tmp_path):
+    model = _pushed(repo, bare_remote)
+    for url in (bare_remote, "file://" + bare_remote):
+        clone = str(tmp_path / f"clone-{len(url)}")
+        repo("clone", "-q", url, clone, cwd=str(tmp_path))
+        got = load_file(os.path.join(clone, "m.safetensors"))
+        assert all(np.array_equal(got[k], model[k]) for k in model)
+        objects = lfs_objects(clone)
+        assert objects and all(
+            os.stat(os.path.join(clone, ".git", "lfs", "objects", o[:2], o[2:4], o)).st_ino
+            == os.stat(_remote_object(bare_remote, o)).st_ino
+            for o in objects
+        )
+        assert repo.at(clone).status() == ""
+
+
+def test_a_corrupt_object_on_a_local_remote_is_not_taken(repo, bare_remote, tmp_path):
+    _pushed(repo, bare_remote)
+    big = max(lfs_objects(repo.cwd).items(), key=lambda kv: kv[1])[0]
+    path = _remote_object(bare_remote, big)
+    os.chmod(path, 0o644)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    os.unlink(path)  # the remote's copy only: the pushing repository's link stays intact
+    open(path, "wb").write(bytes(data))
+    clone = str(tmp_path / "clone")
+    r = repo("clone", "-q", bare_remote, clone, cwd=str(tmp_path), check=False)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "corrupt" in err and big[:12] in err
+    assert big not in lfs_objects(clone)  # nothing unverified landed in the store
+    assert not any(f.startswith("theta-link") for f in os.listdir(os.path.join(clone, ".git", "lfs", "tmp")))
