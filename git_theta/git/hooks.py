@@ -67,9 +67,12 @@ def hook_text(name: str) -> str:
 
 def ensure_hooks(cwd: str | None = None) -> None:
     """Install any of our hooks this repository lacks (a fresh clone has none); never fails."""
-    for name in NAMES:
+    try:
+        paths = repo.git_paths([f"hooks/{name}" for name in NAMES], cwd)
+    except ThetaError:
+        return
+    for name, path in zip(NAMES, paths):
         try:
-            path = repo.git_path(f"hooks/{name}", cwd)
             if os.path.exists(path):
                 with open(path, encoding="utf-8", errors="replace") as f:
                     if marker(name) in f.read():
