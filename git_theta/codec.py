@@ -11,6 +11,11 @@ Chosen by measurement on GPT-2-small's N(0, 0.02) weights (all tensors, 2 cores,
 Bit-shuffle exposes the exponent bits, after which lz4 compresses as well as zstd at a higher speed.
 One whole-tensor chunk encodes at ~130 MB/s (no parallelism), hence the chunking. The codec's name
 is recorded per parameter, so stored objects stay readable if the choice changes.
+
+The chunks are compressed and decompressed by numcodecs' Blosc straight from and into the tensor's
+memory (git_theta/chunks.py; same bytes on disk): on GPT-2-small, 2 cores, decode 1.1-1.6 GB/s and
+encode 1.6-1.8 GB/s, against 0.4-0.9 and ~0.95 GB/s through tensorstore, which stays for any other
+zarr layout.
 """
 
 import json
