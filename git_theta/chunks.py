@@ -41,7 +41,9 @@ def runs(shape: tuple[int, ...], chunks: list[int]) -> list[Run] | None:
     if not shape or len(chunks) != len(shape) or not numel(shape):
         return None
     split = max((i for i, (c, s) in enumerate(zip(chunks, shape)) if c < s), default=0)
-    if any(c != 1 for c in chunks[:split]) or any(c != s for c, s in zip(chunks[split + 1 :], shape[split + 1 :])):
+    if any(c != 1 for c in chunks[:split]) or any(
+        c != s for c, s in zip(chunks[split + 1 :], shape[split + 1 :])
+    ):
         return None
     inner = numel(shape[split + 1 :])
     along, step = shape[split], chunks[split]
@@ -67,7 +69,9 @@ def usable(compressor: dict | None, itemsize: int) -> bool:
     )
 
 
-def compress(flat: np.ndarray, plan: list[Run], compressor: dict, skip_zero: bool) -> Iterator[tuple[str, bytes]]:
+def compress(
+    flat: np.ndarray, plan: list[Run], compressor: dict, skip_zero: bool
+) -> Iterator[tuple[str, bytes]]:
     """(key, frame) for each chunk of `flat` (a 1-D unsigned array of the element size), in key
     order, compressed on worker threads; all-zero chunks are left out with `skip_zero`."""
     cname = compressor["cname"].encode()

@@ -21,7 +21,7 @@ zarr layout.
 import json
 import mmap
 import threading
-from functools import lru_cache
+from functools import cache
 
 import msgpack
 import numpy as np
@@ -299,7 +299,9 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
         plan = _fast_plan(zarray, dt, tuple(shape))
         if plan is not None:
             _check_grid(zarray, tuple(shape), entries, dt.itemsize)
-            return RawTensor(dt.name, tuple(shape), memoryview(_decode_chunks(plan, entries, ends, blob, dt, shape)))
+            return RawTensor(
+                dt.name, tuple(shape), memoryview(_decode_chunks(plan, entries, ends, blob, dt, shape))
+            )
         kv, store = _decoder(zarray)
         if (
             tuple(store.shape) != tuple(shape)
@@ -331,7 +333,7 @@ def decode(blob, dtype: str, shape: tuple[int, ...], what: str = "tensor") -> Ra
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _zarr_dtype(name: str) -> str:
     """The .zarray `dtype` tensorstore writes for one of our dtypes ('<f4', 'bfloat16', ...;
     tests/test_codec.py checks every one against tensorstore), known without importing it."""
@@ -354,7 +356,9 @@ def _fast_plan(zarray: bytes, dt: dtypes.DType, shape: tuple[int, ...]) -> dict 
         return None
     if meta.get("shape") != list(shape) or meta.get("dtype") != _zarr_dtype(dt.name):
         return None
-    if meta.get("dimension_separator", ".") != "." or not blosc_chunks.usable(meta.get("compressor"), dt.itemsize):
+    if meta.get("dimension_separator", ".") != "." or not blosc_chunks.usable(
+        meta.get("compressor"), dt.itemsize
+    ):
         return None
     chunks = meta.get("chunks")
     if not isinstance(chunks, list) or not all(type(c) is int and c > 0 for c in chunks):
@@ -375,7 +379,11 @@ def _decode_chunks(plan: dict, entries: dict, ends: dict, blob, dt: dtypes.DType
                 out[run.start * dt.itemsize : (run.start + run.length) * dt.itemsize] = 0
     # each chunk's compressed pages are dropped from this process once decoded (see _release)
     blosc_chunks.decompress_into(
-        out, plan, entries, dt.itemsize, done=lambda key: _release(blob, ends[key] - len(entries[key]), ends[key])
+        out,
+        plan,
+        entries,
+        dt.itemsize,
+        done=lambda key: _release(blob, ends[key] - len(entries[key]), ends[key]),
     )
     return out
 

@@ -8,7 +8,11 @@ itself where numpy (with ml_dtypes) has it, else an unsigned integer of the same
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class DType:
             ) from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _numpy_dtype(name: str) -> np.dtype:
     """numpy (and ml_dtypes) imported on first use: commands that only read metadata, such as
     the pre-push hook, never need them (0.09 s of a 0.25 s hook run)."""

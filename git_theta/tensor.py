@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from git_theta import dtypes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -28,7 +32,7 @@ class RawTensor:
         return arr.reshape(self.shape) if self.shape else arr.reshape(())
 
     @classmethod
-    def from_numpy(cls, array: np.ndarray, dtype: str | None = None) -> "RawTensor":
+    def from_numpy(cls, array: np.ndarray, dtype: str | None = None) -> RawTensor:
         """Wrap a numpy array (copied only when not C-contiguous)."""
         import numpy as np
 

@@ -81,6 +81,12 @@ def _within(limit: float, encode, store):
         return None
 
 
+def _offer(candidates: list, blob: bytes, label: str, room: float, store) -> None:
+    """Add an encoded change as a candidate (`store(blob)` writes it) when the policy's room allows."""
+    if len(blob) <= room:
+        candidates.append((len(blob), label, lambda: store(blob), None))
+
+
 def _size(candidate: tuple) -> float:
     return candidate[0]
 
@@ -125,15 +131,13 @@ class AutoUpdate(Update):
                 mask = changed_mask(tensor, ctx.previous_values()[0])
                 if np.count_nonzero(mask) <= SPARSE_SHARE * numel(tensor.shape):
                     blob = pack_parts(sparse.parts_at(tensor, mask))
-                    if len(blob) <= room_prev:
-                        candidates.append(
-                            (
-                                len(blob),
-                                "sparse",
-                                lambda blob=blob: sparse.store_blob(tensor, blob, prev, ctx.store),
-                                None,
-                            )
-                        )
+                    _offer(
+                        candidates,
+                        blob,
+                        "sparse",
+                        room_prev,
+                        lambda b: sparse.store_blob(tensor, b, prev, ctx.store),
+                    )
                 del mask
             old = ctx.previous_values()[0] if grown_on_change else None
         except ThetaError as exc:
@@ -151,15 +155,13 @@ class AutoUpdate(Update):
             delta_parts = bitdelta.parts(tensor, snap, reuse=not grown_on_change)
         if delta_parts is not None and tensor.nbytes <= EXACT_BYTES:
             blob = pack_parts(delta_parts, bitdelta.part_compressor, True)
-            if len(blob) <= room_snap:
-                candidates.append(
-                    (
-                        len(blob),
-                        "bitdelta",
-                        lambda blob=blob: bitdelta.store_blob(tensor, blob, snap_entry, ctx.store),
-                        None,
-                    )
-                )
+            _offer(
+                candidates,
+                blob,
+                "bitdelta",
+                room_snap,
+                lambda b: bitdelta.store_blob(tensor, b, snap_entry, ctx.store),
+            )
             dense_blob = encoded(tensor)
             candidates.append(
                 (len(dense_blob), "dense", lambda: dense.store_payload(tensor, dense_blob, ctx.store), None)
@@ -202,15 +204,13 @@ class AutoUpdate(Update):
             prev_parts = bitdelta.parts(tensor, old)
             if prev_parts is not None:
                 blob2 = pack_parts(prev_parts, bitdelta.part_compressor, True)
-                if len(blob2) <= room_prev:
-                    candidates.append(
-                        (
-                            len(blob2),
-                            "bitdelta",
-                            lambda: bitdelta.store_blob(tensor, blob2, prev, ctx.store),
-                            None,
-                        )
-                    )
+                _offer(
+                    candidates,
+                    blob2,
+                    "bitdelta",
+                    room_prev,
+                    lambda b: bitdelta.store_blob(tensor, b, prev, ctx.store),
+                )
         log.debug(
             "auto %s: %s", ctx.name, ", ".join(f"{c[1]} {c[0]:.0f}" for c in sorted(candidates, key=_size))
         )
@@ -265,7 +265,9 @@ class AutoUpdate(Update):
         take = min(len(new_w), max(1, WINDOWS * WINDOW_BYTES // new_w.itemsize))
         lo = (len(new_w) - take) // 2
         piece = words.zigzag_diff(new_w[lo : lo + take], old_w[lo : lo + take])
-        ratio = len(pack_parts({"x": RawTensor.from_numpy(piece)}, codec.DELTA_COMPRESSOR, True)) / piece.nbytes
+        ratio = (
+            len(pack_parts({"x": RawTensor.from_numpy(piece)}, codec.DELTA_COMPRESSOR, True)) / piece.nbytes
+        )
         return ratio * tensor.nbytes > FIT_MARGIN * room
 
     @staticmethod

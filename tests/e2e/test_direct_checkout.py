@@ -151,9 +151,10 @@ def test_a_failed_write_fails_the_checkout(direct, tmp_path):
     r = direct("checkout", "-q", "HEAD~1", check=False)
     assert r.returncode != 0 and "corrupt" in r.stderr.decode()
     assert not [f for f in os.listdir(direct.cwd) if f.startswith(".theta-")] and not _pending(direct)
-    assert not os.path.exists(os.path.join(direct.cwd, ".git", direct_mod.NOTE)) or not open(
-        os.path.join(direct.cwd, ".git", direct_mod.NOTE)
-    ).read()
+    assert (
+        not os.path.exists(os.path.join(direct.cwd, ".git", direct_mod.NOTE))
+        or not open(os.path.join(direct.cwd, ".git", direct_mod.NOTE)).read()
+    )
     for obj, data in saved.items():
         with open(obj, "wb") as f:
             f.write(data)

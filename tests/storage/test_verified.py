@@ -35,7 +35,9 @@ def _flip_a_byte_keeping_the_name(store, oid: str) -> None:
     open(path, "wb").write(bytes(data))
 
 
-@pytest.mark.parametrize("value,expected", [("", "once"), ("once", "once"), ("1", "always"), ("always", "always"), ("0", "off")])
+@pytest.mark.parametrize(
+    "value,expected", [("", "once"), ("once", "once"), ("1", "always"), ("always", "always"), ("0", "off")]
+)
 def test_modes(monkeypatch, value, expected):
     monkeypatch.setenv("GIT_THETA_VERIFY", value)
     assert verified.mode() == expected
