@@ -91,10 +91,17 @@ def test_git_lfs_missing_when_objects_must_be_fetched(repo, bare_remote, tmp_pat
         os.symlink(shutil.which(tool), bindir / tool)
     no_lfs = dict(repo.env, PATH=f"{bindir}{os.pathsep}{programs.scripts_dir()}")
     assert shutil.which("git-lfs", path=no_lfs["PATH"]) is None
+    # an LFS URL of its own: only git-lfs can reach it
+    subprocess.run(["git", "config", "lfs.url", "https://lfs.invalid/repo"], cwd=clone, check=True)
     proc = subprocess.run(["git", "theta", "checkout-models"], cwd=clone, env=no_lfs, capture_output=True)
     err = proc.stderr.decode()
     assert proc.returncode != 0 and "git-lfs" in err and "Traceback" not in err
     assert open(os.path.join(clone, "model.pt"), "rb").read(1) == b"{"  # the metadata, untouched
+    # the remote itself is a repository on this machine: its objects are linked, no git-lfs needed
+    subprocess.run(["git", "config", "--unset", "lfs.url"], cwd=clone, check=True)
+    proc = subprocess.run(["git", "theta", "checkout-models"], cwd=clone, env=no_lfs, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert open(os.path.join(clone, "model.pt"), "rb").read(1) != b"{"
 
 
 def test_objects_missing_locally_and_on_the_remote(repo, bare_remote, tmp_path):
