@@ -62,13 +62,12 @@ def start(data, path: str, write, cwd: str | None = None) -> None:
     _jobs.append(_Job(top, path, bytes(data), tmp))
 
 
-def _write(fd: int, write) -> int:
-    """Write and sync the temp file; its mtime_ns."""
+def _write(fd: int, write) -> None:
+    """Write and sync the temp file."""
     with fetch._output(fd) as out:
         write(out)
         out.flush()
         os.fsync(out.fileno())
-        return os.fstat(out.fileno()).st_mtime_ns
 
 
 def finish() -> None:

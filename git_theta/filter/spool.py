@@ -80,8 +80,8 @@ class Spool:
             return None
         if self.memory is None:
             self.memory = _reserve(self.threshold) or bytearray()  # no address space: grow a bytearray
-        if isinstance(self.memory, bytearray):
-            self.memory.extend(bytes(n) if len(self.memory) < self.size + n else b"")
+        if isinstance(self.memory, bytearray) and len(self.memory) < self.size + n:
+            self.memory.extend(bytes(self.size + n - len(self.memory)))
         return memoryview(self.memory)[self.size : self.size + n]
 
     def commit(self, n: int) -> None:

@@ -251,15 +251,20 @@ class LfsStore:
         self._small: dict[str, object] = {}  # verified small objects, oldest first
         self._lock = threading.Lock()
         self.check_objects = True
+        self._unchecked: LfsStore | None = None
 
     def content_checked(self) -> "LfsStore":
         """This store, reading objects without hashing them, for a caller that checks every tensor
         it rebuilds against its content hash (updates.chain.load_entry), which covers the objects
         read: one sha256 per byte instead of two (GPT-2-small checkout: 79 of 570 thread samples
-        were the object hash). Writes and the small-object cache are its own."""
-        clone = copy.copy(self)
-        clone._small, clone._lock, clone.check_objects = {}, threading.Lock(), False
-        return clone
+        were the object hash). Made once per store, so its small-object cache (packs mapped once,
+        not once per tensor) lasts as long as the store's own."""
+        if self._unchecked is None:
+            clone = copy.copy(self)
+            clone._small, clone._lock, clone.check_objects = {}, threading.Lock(), False
+            clone._unchecked = clone
+            self._unchecked = clone
+        return self._unchecked
 
     def ensure_dir(self, path: str) -> None:
         """makedirs once per folder per process (thousands of small tensors share 256 folders)."""
