@@ -43,12 +43,14 @@ def clean_cmd(path: str) -> None:
     from git_theta.filter.spool import Spool
     from git_theta.storage import objects_lock
 
-    spool = Spool()
+    spool = Spool(source=path)  # git runs us in the work tree's top, streaming that file
     try:
         while chunk := sys.stdin.buffer.read(1 << 20):
             spool.write(chunk)
         with objects_lock.writing():  # git records the result after we exit: prune's grace covers that
             out = clean(spool.view(), path, release=spool.release)
+        if not spool.source_unchanged():
+            raise ThetaError(f"{path} changed while git was adding it; run `git add {path}` again")
     except Exception as exc:
         _fail(path, exc)
     finally:

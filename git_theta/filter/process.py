@@ -82,17 +82,26 @@ def _serve_requests(r: BinaryIO, w: BinaryIO, tmp_dir: str, locked: bool) -> int
             objects_lock.hold_while_running()
             locked = True
         commit = headers.get("treeish") or headers.get("ref")
-        spool = Spool(tmp_dir)
+        # git streams the work tree's file for clean (cwd is the work tree's top): see Spool
+        spool = Spool(tmp_dir, source=path if command == "clean" and path else None)
         try:
-            _serve_one(w, command, path, pktline.read_content(r, spool).view(), spool.release, commit)
+            content = pktline.read_content(r, spool).view()
+            _serve_one(w, command, path, content, spool.release, commit, spool.source_unchanged)
         finally:
             spool.close()
 
 
 def _serve_one(
-    w: BinaryIO, command: str | None, path: str, content: memoryview, release=None, commit: str | None = None
+    w: BinaryIO,
+    command: str | None,
+    path: str,
+    content: memoryview,
+    release=None,
+    commit: str | None = None,
+    unchanged=None,
 ) -> None:
-    """Answer one request whose content has been read (`release`: see clean)."""
+    """Answer one request whose content has been read (`release`: see clean; `unchanged()`:
+    whether the content is still what git sent, see Spool.source_unchanged)."""
     if command not in ("clean", "smudge"):
         _respond_error(w, path, ThetaError(f"unsupported filter command {command!r}"))
         return
@@ -101,6 +110,8 @@ def _serve_one(
             from git_theta.filter.clean import clean
 
             result = clean(content, path, release=release)
+            if unchanged is not None and not unchanged():
+                raise ThetaError(f"{path} changed while git was adding it; run `git add {path}` again")
             write = lambda out: out.write(result)  # noqa: E731
         elif pass_through():  # metadata stays as it is: no heavy imports
             result = bytes(content)

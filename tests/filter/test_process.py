@@ -102,3 +102,32 @@ def test_pktline_framing_splits_large_content():
     sink.close()
     out.seek(0)
     assert bytes(pktline.read_content(out)) == payload
+
+
+def test_clean_stores_what_git_streams_not_the_file_at_the_path(repo):
+    """The filter reads the work tree's file instead of a copy only when the stream is that file:
+    content from elsewhere (here `git hash-object --stdin`) is stored as streamed."""
+    repo.theta("track", "model.pt")
+    on_disk, streamed = small_model(1), small_model(2)
+    torch.save(on_disk, f"{repo.cwd}/model.pt")
+    for sd in (streamed, on_disk):  # another checkpoint, then the file itself
+        blob = subprocess.run(
+            ["git", "hash-object", "-w", "--path=model.pt", "--stdin"],
+            cwd=repo.cwd,
+            env=repo.env,
+            input=checkpoint_bytes(sd),
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
+        meta = subprocess.run(
+            ["git", "cat-file", "blob", blob], cwd=repo.cwd, env=repo.env, capture_output=True
+        )
+        assert is_metadata(meta.stdout)
+        smudge = subprocess.run(
+            ["git-theta-filter", "smudge", "model.pt"],
+            cwd=repo.cwd,
+            env=repo.env,
+            input=meta.stdout,
+            capture_output=True,
+        )
+        assert_same_state(torch.load(io.BytesIO(smudge.stdout), weights_only=True), sd)
