@@ -37,6 +37,11 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
 
 @lru_cache(maxsize=1)
 def _git_config() -> dict[str, str]:
+    from git_theta.git import repo
+
+    snapshot = repo.config_snapshot()
+    if snapshot is not None:  # the filter process's one read of git config
+        return {k.lower(): v for k, v in snapshot.items() if k.startswith("theta.")}
     try:
         out = subprocess.run(
             ["git", "config", "-z", "--get-regexp", r"^theta\."], capture_output=True, check=False

@@ -9,8 +9,10 @@ import ctypes
 import ctypes.util
 import mmap
 import sys
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -60,10 +62,12 @@ def limit_arenas(count: int = 1) -> None:
         mallopt(_M_ARENA_MAX, count)
 
 
-def empty(shape, dtype) -> np.ndarray:
+def empty(shape, dtype) -> "np.ndarray":
     """An uninitialised array; a large one is backed by transparent huge pages where the kernel
     offers them (madvise mode): faulting in 500 MB of 4 KiB pages costs ~1.3 s here, of 2 MiB
     pages ~0.05 s. Freed with its last view, like any array."""
+    import numpy as np
+
     dt = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64)) if np.ndim(shape) else int(shape)
     nbytes = count * dt.itemsize
@@ -77,10 +81,12 @@ def empty(shape, dtype) -> np.ndarray:
     return np.frombuffer(area, dtype=dt, count=count).reshape(shape)
 
 
-def carve(sizes: list[int], align: int = 64) -> list[np.ndarray]:
+def carve(sizes: list[int], align: int = 64) -> "list[np.ndarray]":
     """Byte buffers of the given sizes cut from one area (huge pages when large, see `empty`):
     many medium tensors then cost a few large page faults instead of one small one per 4 KiB.
     The area is freed when the last of its buffers is."""
+    import numpy as np
+
     offsets, total = [], 0
     for n in sizes:
         offsets.append(total)
@@ -89,9 +95,11 @@ def carve(sizes: list[int], align: int = 64) -> list[np.ndarray]:
     return [area[o : o + n] for o, n in zip(offsets, sizes)]
 
 
-def touch(buffers: list[np.ndarray]) -> None:
+def touch(buffers: "list[np.ndarray]") -> None:
     """Fault the buffers' pages in now (one write per page), so that whoever fills them later
     does not pay for it: done on an idle thread, it takes page faults off a critical path."""
+    import numpy as np
+
     for buf in buffers:
         flat = buf.reshape(-1).view(np.uint8)
         flat[:: mmap.PAGESIZE] = 0

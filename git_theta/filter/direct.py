@@ -19,7 +19,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from git_theta.commands import fetch
 from git_theta.filter import deferred
 from git_theta.git import index_stat, repo
 from git_theta.logs import get_logger
@@ -64,6 +63,8 @@ def start(data, path: str, write, cwd: str | None = None) -> None:
 
 def _write(fd: int, write) -> None:
     """Write and sync the temp file."""
+    from git_theta.commands import fetch  # storage and numpy: not needed to start a filter
+
     with fetch._output(fd) as out:
         write(out)
         out.flush()
@@ -88,6 +89,8 @@ def finish() -> None:
 
 
 def _put_in_place(job: _Job) -> None:
+    from git_theta.commands import fetch
+
     full = os.path.join(job.top, job.path)
     try:
         with open(full, "rb") as f:

@@ -18,8 +18,6 @@ import os
 import stat
 import tempfile
 
-import numpy as np
-
 from git_theta import config, memory
 
 
@@ -70,6 +68,8 @@ class _Source:
     SCRATCH = 1 << 20
 
     def __init__(self, fd: int, st: os.stat_result):
+        import numpy as np
+
         self.fd, self.st = fd, st
         self.map = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
         self.file = np.frombuffer(self.map, dtype=np.uint8)
@@ -104,6 +104,8 @@ class _Source:
 
     def compare(self) -> bool:
         """Whether the scratch holds the file's next bytes (it is emptied when it does)."""
+        import numpy as np
+
         if not self.fill:
             return True
         lo, hi = self.matched, self.matched + self.fill
@@ -229,6 +231,8 @@ class Spool:
         return self.file is not None
 
     def view(self) -> memoryview:
+        import numpy as np
+
         if self._source is not None:
             if self._source.whole():
                 src, self._source, self._from_source = self._source, None, self._source
@@ -252,6 +256,8 @@ class Spool:
         with them: mapped pages count as its memory until then, the page cache keeps them."""
         if self.map is None or self._base is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
+        import numpy as np
+
         part = memoryview(part).cast("B")
         if not part.nbytes:
             return

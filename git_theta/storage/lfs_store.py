@@ -235,9 +235,10 @@ def _freshen(path: str) -> None:
 class LfsStore:
     """Read and write LFS objects by oid; every read is checked against its oid."""
 
-    def __init__(self, common_dir: str, bulk: bool = False):
+    def __init__(self, common_dir: str, bulk: bool = False, cwd: str | None = None):
+        """`cwd`: a folder of the repository to read its config in (default: the git dir)."""
         self.common_dir = common_dir
-        storage = repo.config_get("lfs.storage", cwd=common_dir)
+        storage = repo.config_get("lfs.storage", cwd=cwd or common_dir)
         base = os.path.join(common_dir, storage) if storage else os.path.join(common_dir, "lfs")
         self.objects_dir = os.path.join(base, "objects")
         self.tmp_dir = os.path.join(base, "tmp")
@@ -274,7 +275,7 @@ class LfsStore:
 
     @classmethod
     def for_cwd(cls, cwd: str | None = None, bulk: bool = False) -> "LfsStore":
-        return cls(repo.common_dir(cwd), bulk)
+        return cls(repo.common_dir(cwd), bulk, cwd=os.path.abspath(cwd or os.getcwd()))
 
     def path(self, oid: str) -> str:
         return os.path.join(self.objects_dir, oid[0:2], oid[2:4], oid)
