@@ -19,7 +19,7 @@ from git_theta.updates import load_entry, objects_of
 
 log = get_logger(__name__)
 
-# Bytes of tensors being decoded at once, counted twice (a change is applied to a decoded base):
+# Bytes of tensors being decoded at once, a change's counted twice (it is applied to a decoded base):
 # enough to keep both cores busy, little enough that a checkout stays under the model's size
 # (GPT-2-small v3, a chain of two: peak 670-710 MB with three jobs of any size in flight).
 DECODE_BUDGET = 192 << 20
@@ -28,12 +28,20 @@ DECODE_BUDGET = 192 << 20
 def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) -> None:
     """Fetch, in one batch, every object the metadata needs that the store lacks."""
     needed: dict[str, int] = {}
+    checked: set[str] = set()  # objects only of entries whose content load_tensors checks
+    trusted: set[str] = set()
+    how = verified.mode()
     for name, entry in meta.params.items():
         try:
-            needed.update(objects_of(entry, name))
+            objects = objects_of(entry, name)
         except ThetaError as exc:
             raise ThetaError(str(exc), path) from None
-    transfer.fetch(store, needed, cwd or ".", what=path)
+        needed.update(objects)
+        if how == verified.ALWAYS or (how == verified.ONCE and not verified.is_verified(store, entry)):
+            checked.update(objects)
+        else:
+            trusted.update(objects)
+    transfer.fetch(store, needed, cwd or ".", what=path, content_checked=checked - trusted)
 
 
 def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | None = None):
@@ -49,13 +57,18 @@ def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | 
         return out
 
     ahead = 1 if config.get_bool("low_memory") else None
-    budget = max(DECODE_BUDGET, max((e.nbytes for e in meta.params.values()), default=0) * 2)
+
+    def cost(name: str) -> int:  # a change is applied to a decoded base: two tensors at once
+        entry = meta.params[name]
+        return entry.nbytes * (2 if "base" in entry.extra else 1)
+
+    budget = max(DECODE_BUDGET, max((cost(name) for name in names), default=0))
     try:
         for batch in parallel.ordered_map(
             load,
             packs.plan(names, lambda n: meta.params[n].nbytes, in_order=True),
             ahead=ahead,
-            cost=lambda job: 2 * sum(meta.params[n].nbytes for n in job),
+            cost=lambda job: sum(cost(name) for name in job),
             budget=budget,
         ):
             yield from batch

@@ -1,9 +1,11 @@
 """A remote on this machine (a path or file:// URL): objects are linked from it, each checked
-against its oid; a corrupt one is never taken, and the clone says what is missing."""
+against its oid or, for a checkout that checks what it rebuilds, by that content check; a corrupt
+one is never kept, and the clone says what is corrupt or missing."""
 
 import os
 
 import numpy as np
+import pytest
 from safetensors.numpy import load_file, save_file
 
 from tests.helpers import lfs_objects
@@ -45,7 +47,10 @@ def test_a_clone_from_a_local_remote_links_its_objects(repo, bare_remote, tmp_pa
         assert repo.at(clone).status() == ""
 
 
-def test_a_corrupt_object_on_a_local_remote_is_not_taken(repo, bare_remote, tmp_path):
+@pytest.mark.parametrize("verify", ["once", "always", "0"])
+def test_a_corrupt_object_on_a_local_remote_is_not_taken(repo, bare_remote, tmp_path, verify):
+    """With content checks (once, always) the object is linked unhashed, fails the checkout's
+    check and is deleted; without (0) its hash refuses it before it lands."""
     _pushed(repo, bare_remote)
     big = max(lfs_objects(repo.cwd).items(), key=lambda kv: kv[1])[0]
     path = _remote_object(bare_remote, big)
@@ -55,8 +60,27 @@ def test_a_corrupt_object_on_a_local_remote_is_not_taken(repo, bare_remote, tmp_
     os.unlink(path)  # the remote's copy only: the pushing repository's link stays intact
     open(path, "wb").write(bytes(data))
     clone = str(tmp_path / "clone")
+    repo.env["GIT_THETA_VERIFY"] = verify
     r = repo("clone", "-q", bare_remote, clone, cwd=str(tmp_path), check=False)
     err = r.stderr.decode()
     assert r.returncode != 0 and "corrupt" in err and big[:12] in err
     assert big not in lfs_objects(clone)  # nothing unverified landed in the store
     assert not any(f.startswith("theta-link") for f in os.listdir(os.path.join(clone, ".git", "lfs", "tmp")))
+
+
+def test_objects_linked_unhashed_are_checked_through_the_content(repo, bare_remote, tmp_path):
+    """An object swapped on the remote for another valid object of the same model (the
+    metadata's content hash then does not match) is refused by the checkout's content check."""
+    _pushed(repo, bare_remote)
+    objects = sorted(lfs_objects(repo.cwd).items(), key=lambda kv: kv[1])
+    (small, _), (big, _) = objects[0], objects[-1]
+    path = _remote_object(bare_remote, big)
+    os.unlink(path)
+    with open(_remote_object(bare_remote, small), "rb") as f:
+        other = f.read()
+    open(path, "wb").write(other)  # a valid object, under the wrong oid
+    clone = str(tmp_path / "clone")
+    r = repo("clone", "-q", bare_remote, clone, cwd=str(tmp_path), check=False)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and big[:12] in err and ("corrupt" in err or "does not match" in err)
+    assert big not in lfs_objects(clone)
