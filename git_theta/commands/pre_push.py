@@ -45,5 +45,5 @@ def pre_push(remote: str, url: str, lines: list[str], cwd: str | None = None) ->
             "%d referenced objects are not local; assuming the remote has them", len(objects) - len(present)
         )
     if present:
-        transfer.push(remote if remote else url, present, top)
+        transfer.push(remote if remote else url, present, top, store)
     return 0

@@ -56,7 +56,7 @@ def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | 
         progress.advance(len(job))
         return out
 
-    ahead = 1 if config.get_bool("low_memory") else None
+    ahead = 1 if config.get_bool("low_memory") else 8  # the budget bounds what is in flight
 
     def cost(name: str) -> int:  # a change is applied to a decoded base: two tensors at once
         entry = meta.params[name]

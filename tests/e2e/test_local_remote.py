@@ -84,3 +84,22 @@ def test_objects_linked_unhashed_are_checked_through_the_content(repo, bare_remo
     err = r.stderr.decode()
     assert r.returncode != 0 and big[:12] in err and ("corrupt" in err or "does not match" in err)
     assert big not in lfs_objects(clone)
+
+
+def test_a_push_to_a_repository_on_this_machine_links_its_objects(repo, bare_remote, tmp_path):
+    """By name or by path, into a remote that never had LFS objects: each object is linked,
+    and a clone from there is whole."""
+    model = _pushed(repo, bare_remote)
+    for o in lfs_objects(repo.cwd):
+        mine = os.path.join(repo.cwd, ".git", "lfs", "objects", o[:2], o[2:4], o)
+        assert os.stat(_remote_object(bare_remote, o)).st_ino == os.stat(mine).st_ino
+    other = str(tmp_path / "other.git")
+    repo("init", "-q", "--bare", other)
+    repo("push", "-q", other, "main")  # a path, not a configured remote
+    assert sorted(os.listdir(os.path.join(other, "lfs", "objects"))) and not os.listdir(
+        os.path.join(other, "lfs", "tmp")
+    )
+    clone = str(tmp_path / "clone")
+    repo("clone", "-q", other, clone, cwd=str(tmp_path))
+    got = load_file(os.path.join(clone, "m.safetensors"))
+    assert all(np.array_equal(got[k], model[k]) for k in model)
