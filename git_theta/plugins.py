@@ -61,6 +61,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._load())
 
+    def is_builtin(self, name: str) -> bool:
+        """Whether `name` is one of ours (known without importing anything)."""
+        return name.lower() in self.builtins
+
     def get(self, name: str) -> type:
         if self._classes is None and name.lower() in self.builtins:
             return self._builtin(name.lower())

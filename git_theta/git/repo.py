@@ -112,7 +112,7 @@ def cache_config() -> None:
         _snapshots = {}
 
 
-def _config_key(key: str) -> str:
+def config_key(key: str) -> str:
     """A key as `git config --list` prints it: section and name in lower case, subsection as is."""
     section, _, rest = key.partition(".")
     sub, dot, name = rest.rpartition(".")
@@ -142,7 +142,7 @@ def config_get(key: str, cwd: str | None = None) -> str | None:
     """`git config --get KEY` (None when unset)."""
     values = config_snapshot(cwd)
     if values is not None:
-        value = values.get(_config_key(key))
+        value = values.get(config_key(key))
         return value.strip() if value is not None else None
     proc = subprocess.run(["git", "config", "--get", key], cwd=cwd, capture_output=True)
     return proc.stdout.decode().strip() if proc.returncode == 0 else None

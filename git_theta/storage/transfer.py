@@ -80,6 +80,45 @@ def fetch(
         )
 
 
+def _lfs_setting(key: str, cwd: str) -> str | None:
+    """A git-lfs setting as git-lfs finds it: git config, else the repository's .lfsconfig."""
+    from git_theta.git import repo
+
+    value = repo.config_get(key, cwd)
+    if value:
+        return value
+    try:
+        top = repo.root(cwd)
+    except ThetaError:
+        return None
+    return _lfsconfig(top).get(repo.config_key(key))
+
+
+_lfsconfigs: dict[str, dict[str, str]] = {}
+
+
+def _lfsconfig(top: str) -> dict[str, str]:
+    """The keys of the work tree's .lfsconfig, else the index's or HEAD's (where git-lfs reads
+    it), once per process."""
+
+    if top not in _lfsconfigs:
+        if os.path.isfile(os.path.join(top, ".lfsconfig")):
+            sources = [["-f", os.path.join(top, ".lfsconfig")]]
+        else:
+            sources = [["--blob", ":.lfsconfig"], ["--blob", "HEAD:.lfsconfig"]]
+        found: dict[str, str] = {}
+        for source in sources:
+            proc = subprocess.run(["git", "config", *source, "-z", "--list"], cwd=top, capture_output=True)
+            if proc.returncode == 0:
+                for item in proc.stdout.split(b"\0"):
+                    k, _, v = item.decode("utf-8", "replace").partition("\n")
+                    if k:
+                        found[k] = v.strip()
+                break
+        _lfsconfigs[top] = found
+    return _lfsconfigs[top]
+
+
 def _local_objects_dir(cwd: str, remote: str | None, for_push: bool = False) -> str | None:
     """The LFS object folder of the remote (a name, or a path or file:// URL) when it is a
     repository on this machine with no LFS URL of its own configured; None for anything git-lfs
@@ -90,7 +129,7 @@ def _local_objects_dir(cwd: str, remote: str | None, for_push: bool = False) -> 
     from git_theta.git import repo
 
     name = remote or repo.config_get("remote.lfsdefault", cwd) or "origin"
-    if repo.config_get("lfs.url", cwd) or repo.config_get(f"remote.{name}.lfsurl", cwd):
+    if any(_lfs_setting(key, cwd) for key in ("lfs.url", f"remote.{name}.lfsurl")):
         return None
     url = repo.config_get(f"remote.{name}.url", cwd) or (remote if for_push else None)
     if not url:
@@ -322,14 +361,17 @@ def _push_local(store: LfsStore, oids: list[str], target: str) -> list[str]:
     failed)."""
     left = []
     tmp_dir = os.path.join(os.path.dirname(target), "tmp")
+    made: set[str] = set()
     for oid in oids:
         dst = os.path.join(target, oid[0:2], oid[2:4], oid)
         if os.path.exists(dst):
             continue
         tmp = os.path.join(tmp_dir, f"theta-push-{oid[:16]}-{os.getpid()}")
         try:
-            os.makedirs(tmp_dir, exist_ok=True)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            for folder in (tmp_dir, os.path.dirname(dst)):
+                if folder not in made:
+                    os.makedirs(folder, exist_ok=True)
+                    made.add(folder)
             try:
                 os.link(store.path(oid), tmp)
             except OSError:

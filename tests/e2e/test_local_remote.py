@@ -103,3 +103,19 @@ def test_a_push_to_a_repository_on_this_machine_links_its_objects(repo, bare_rem
     repo("clone", "-q", other, clone, cwd=str(tmp_path))
     got = load_file(os.path.join(clone, "m.safetensors"))
     assert all(np.array_equal(got[k], model[k]) for k in model)
+
+
+def test_an_lfs_url_in_lfsconfig_sends_objects_there_not_to_the_local_remote(repo, bare_remote, tmp_path):
+    """git-lfs reads lfs.url from .lfsconfig too: with one there, the local bare remote holds
+    only git's data, whichever way the objects go."""
+    lfs_home = tmp_path / "lfs-home.git"
+    repo("init", "-q", "--bare", str(lfs_home))
+    with open(os.path.join(repo.cwd, ".lfsconfig"), "w") as f:
+        f.write(f'[lfs]\n\turl = "file://{lfs_home}"\n')
+    _pushed(repo, bare_remote)
+    assert not os.path.isdir(os.path.join(bare_remote, "lfs", "objects")) or not os.listdir(
+        os.path.join(bare_remote, "lfs", "objects")
+    )
+    assert set(lfs_objects(repo.cwd)) <= {
+        name for _, _, files in os.walk(os.path.join(str(lfs_home), "lfs", "objects")) for name in files
+    }
