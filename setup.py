@@ -103,7 +103,7 @@ setup(
     data_files=[("share/man/man1", sorted(glob.glob("man/man1/git-theta*.1")))],
     entry_points={
         "console_scripts": [
-            "git-theta = git_theta.cli:main",
+            "git-theta = git_theta.entry:main",
             "git-theta-filter = git_theta.filter.main:main",
             "git-theta-diff = git_theta.drivers.diff:main",
             "git-theta-merge = git_theta.drivers.merge:main",
