@@ -60,35 +60,26 @@ def test_process_protocol_clean_smudge_and_errors(repo):
     assert b"git-theta: model.pt: " in proc.stderr.read()
 
 
+def filter_cmd(repo, command: str, path: str, data: bytes) -> subprocess.CompletedProcess:
+    """`git-theta-filter COMMAND PATH` in the repository, `data` on stdin."""
+    return subprocess.run(
+        ["git-theta-filter", command, path], cwd=repo.cwd, env=repo.env, input=data, capture_output=True
+    )
+
+
 def test_per_file_commands_on_stdin_stdout(repo):
     repo.theta("track", "model.pt")
     sd = small_model(3)
     data = checkpoint_bytes(sd)
-    clean = subprocess.run(
-        ["git-theta-filter", "clean", "model.pt"], cwd=repo.cwd, env=repo.env, input=data, capture_output=True
-    )
+    clean = filter_cmd(repo, "clean", "model.pt", data)
     assert clean.returncode == 0 and is_metadata(clean.stdout)
-    smudge = subprocess.run(
-        ["git-theta-filter", "smudge", "model.pt"],
-        cwd=repo.cwd,
-        env=repo.env,
-        input=clean.stdout,
-        capture_output=True,
-    )
+    smudge = filter_cmd(repo, "smudge", "model.pt", clean.stdout)
     assert smudge.returncode == 0
     assert_same_state(torch.load(io.BytesIO(smudge.stdout), weights_only=True), sd)
     # content that is not metadata passes through smudge untouched
-    plain = subprocess.run(
-        ["git-theta-filter", "smudge", "x"], cwd=repo.cwd, env=repo.env, input=b"abc", capture_output=True
-    )
+    plain = filter_cmd(repo, "smudge", "x", b"abc")
     assert plain.stdout == b"abc"
-    bad = subprocess.run(
-        ["git-theta-filter", "clean", "model.pt"],
-        cwd=repo.cwd,
-        env=repo.env,
-        input=data[:100],
-        capture_output=True,
-    )
+    bad = filter_cmd(repo, "clean", "model.pt", data[:100])
     assert bad.returncode == 1 and bad.stdout == b""
     assert bad.stderr.decode().count("\n") == 1 and "model.pt" in bad.stderr.decode()
 
@@ -123,11 +114,5 @@ def test_clean_stores_what_git_streams_not_the_file_at_the_path(repo):
             ["git", "cat-file", "blob", blob], cwd=repo.cwd, env=repo.env, capture_output=True
         )
         assert is_metadata(meta.stdout)
-        smudge = subprocess.run(
-            ["git-theta-filter", "smudge", "model.pt"],
-            cwd=repo.cwd,
-            env=repo.env,
-            input=meta.stdout,
-            capture_output=True,
-        )
+        smudge = filter_cmd(repo, "smudge", "model.pt", meta.stdout)
         assert_same_state(torch.load(io.BytesIO(smudge.stdout), weights_only=True), sd)
