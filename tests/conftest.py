@@ -8,6 +8,24 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Theta Test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "Theta Test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _git_identity():
+    """Commits made in the test process itself (git_theta.save, save_to_git) need an identity,
+    and a fresh machine's git config has none; commands run through git_env get theirs from its
+    HOME (it drops these variables)."""
+    patch = pytest.MonkeyPatch()
+    for key, value in IDENTITY.items():
+        patch.setenv(key, value)
+    yield
+    patch.undo()
 
 
 class Git:
