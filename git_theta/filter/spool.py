@@ -5,7 +5,9 @@ For `git add`, what git streams is the file in the work tree, which git has just
 are in the page cache). The spool compares the stream with that file as it arrives and, when they
 are the same, hands out the file's pages instead of a copy: receiving GPT-2-small's 498 MB then
 took 0.35-0.5 s here instead of 0.8-1.7 s copying it into fresh memory (this VM faults fresh pages
-in slowly). Any difference (content from stdin, a file edited since) falls back to a copy.
+in slowly). Any difference (content from stdin, a file edited since) falls back to a copy; a
+file changed after the comparison fails the add (Spool.source_unchanged), and one truncated
+meanwhile ends the filter with SIGBUS, which git reports as a failed add (nothing is recorded).
 
 With GIT_THETA_LOW_MEMORY=1, or once the content passes a share of available memory
 (GIT_THETA_LOW_MEMORY_SHARE, default 0.5), it goes to a file beside the repository and is read
