@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from git_theta.errors import ThetaError, from_os_error
+from git_theta.errors import ThetaError, user_message
 from git_theta.logs import get_logger
 
 
@@ -16,11 +16,8 @@ def _user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ThetaError as exc:
-            click.echo(f"git-theta: error: {exc}", err=True)
-            sys.exit(1)
-        except OSError as exc:
-            known = from_os_error(exc)
+        except (ThetaError, OSError) as exc:
+            known = user_message(exc)
             if known is None:
                 raise
             click.echo(f"git-theta: error: {known}", err=True)

@@ -1,7 +1,6 @@
 """Settings from environment variables (the original git-theta's names) or git config `theta.*`."""
 
 import os
-import subprocess
 from functools import lru_cache
 
 # setting -> (environment variable, git config key, default)
@@ -39,21 +38,13 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
 def _git_config() -> dict[str, str]:
     from git_theta.git import repo
 
-    snapshot = repo.config_snapshot()
-    if snapshot is not None:  # the filter process's one read of git config
-        return {k.lower(): v for k, v in snapshot.items() if k.startswith("theta.")}
-    try:
-        out = subprocess.run(
-            ["git", "config", "-z", "--get-regexp", r"^theta\."], capture_output=True, check=False
-        ).stdout
-    except OSError:
-        return {}
-    values = {}
-    for item in out.split(b"\0"):
-        if item:
-            key, _, value = item.decode("utf-8", "replace").partition("\n")
-            values[key.lower()] = value
-    return values
+    snapshot = repo.config_snapshot()  # the filter process's one read of git config
+    if snapshot is None:
+        try:
+            snapshot = repo.config_list(["--get-regexp", r"^theta\."]) or {}
+        except OSError:
+            return {}
+    return {k.lower(): v for k, v in snapshot.items() if k.startswith("theta.")}
 
 
 def get(name: str) -> str | None:

@@ -3,7 +3,6 @@ every `git push`) goes straight to its command, without click and without the in
 teardown: those were ~50 ms of a ~0.17 s hook here, which Git LFS's own hook (a Go binary) does
 not pay. Everything else goes through the click commands in git_theta.cli."""
 
-import os
 import sys
 
 
@@ -19,27 +18,19 @@ def main() -> None:
 
         cli()
         return
-    from git_theta.errors import ThetaError, from_os_error
+    from git_theta.errors import user_message
     from git_theta.logs import get_logger
+    from git_theta.procs import exit_now
 
     get_logger()
-    code = 0
     try:
         from git_theta.commands.pre_push import pre_push
 
         code = pre_push(args[1], args[2] if len(args) > 2 else "", sys.stdin.read().splitlines())
-    except ThetaError as exc:  # as git_theta.cli says it: one line, exit 1
-        sys.stderr.write(f"git-theta: error: {exc}\n")
-        code = 1
-    except OSError as exc:
-        known = from_os_error(exc)
+    except Exception as exc:
+        known = user_message(exc)  # said as git_theta.cli says it: one line, exit 1
         if known is None:
             raise
         sys.stderr.write(f"git-theta: error: {known}\n")
         code = 1
-    import logging
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
+    exit_now(code)

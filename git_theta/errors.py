@@ -28,6 +28,14 @@ class MissingObjectError(ThetaError):
     """An LFS object that is neither local nor fetchable."""
 
 
+def user_message(exc: BaseException) -> "ThetaError | None":
+    """The one-line error a command shows for `exc` (a ThetaError, or a file-system failure
+    from_os_error knows); None for anything else, which is a bug to report."""
+    if isinstance(exc, ThetaError):
+        return exc
+    return from_os_error(exc) if isinstance(exc, OSError) else None
+
+
 def from_os_error(exc: OSError, path: str | None = None) -> "ThetaError | None":
     """A clear message for the file-system failures users meet (disk full, read-only, no
     permission), naming the file and the fix; None for other errors."""

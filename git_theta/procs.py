@@ -1,7 +1,24 @@
-"""Process-tree facts read from /proc (Linux): parents, command lines, descendants."""
+"""Process-tree facts read from /proc (Linux): parents, command lines, descendants; and a fast exit."""
 
 import os
 import signal
+
+
+def exit_now(code: int) -> None:
+    """End this process without the interpreter's teardown, once what it wrote is flushed: git
+    waits for its filter process and its hooks to exit, and unloading numpy, numcodecs and the
+    thread pools took 43-63 ms of every checkout here against 3-5 ms. For a process whose work
+    (files, locks) is complete."""
+    import logging
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 def parent(pid: int) -> int | None:

@@ -29,7 +29,7 @@ def _warm_imports() -> None:
 
 
 class _Failed(Exception):
-    """An expected failure, said in one line (click's message when run through click)."""
+    """An expected failure, said in one line by main()."""
 
 
 def _fail(path: str, exc: BaseException) -> None:
@@ -66,36 +66,30 @@ def _start() -> None:
 
 def main() -> None:
     """Entry point: `process` (what git runs for every command) goes straight to the protocol,
-    without click (~25 ms of imports); everything else through the click commands."""
-    if sys.argv[1:] == ["process"]:
+    without click (~25 ms of imports) and ends without the interpreter's teardown; everything
+    else through the click commands. Either way an expected failure is one line, exit 1."""
+    process = sys.argv[1:] == ["process"]
+    if process:
         threading.Thread(target=_warm_imports, name="git-theta-imports", daemon=True).start()
-        code = 0
-        try:
+    code = 0
+    try:
+        if process:
             _start()
             process_cmd()
-        except _Failed as exc:
-            sys.stderr.write(f"Error: {exc}\n")
-            code = 1
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        _exit(code)
-    _cli()
+        else:
+            _cli()
+    except _Failed as exc:  # as click says its own errors
+        sys.stderr.write(f"Error: {exc}\n")
+        code = 1
+    except SystemExit as exc:
+        if not process:
+            raise
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if process:
+        from git_theta.procs import exit_now
 
-
-def _exit(code: int) -> None:
-    """Leave without the interpreter's teardown: git waits for its filter process to exit, and
-    unloading numpy, numcodecs and the thread pools took 43-63 ms of every checkout here against
-    3-5 ms. Everything the process wrote is flushed first; its work (files, locks) is complete."""
-    import logging
-    import os
-
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    logging.shutdown()
-    os._exit(code)
+        exit_now(code)
+    sys.exit(code)
 
 
 def _cli() -> None:
@@ -106,26 +100,10 @@ def _cli() -> None:
         """The git clean/smudge filter of git-theta (git runs this; you rarely need to)."""
         _start()
 
-    cli.add_command(click.command("clean")(click.argument("path")(_as_click(clean_cmd))))
-    cli.add_command(click.command("smudge")(click.argument("path")(_as_click(smudge_cmd))))
-    cli.add_command(click.command("process")(_as_click(process_cmd)))
+    cli.add_command(click.command("clean")(click.argument("path")(clean_cmd)))
+    cli.add_command(click.command("smudge")(click.argument("path")(smudge_cmd)))
+    cli.add_command(click.command("process")(process_cmd))
     cli()
-
-
-def _as_click(fn):
-    """fn with _Failed turned into click's one-line error."""
-    import functools
-
-    import click
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except _Failed as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return run
 
 
 def clean_cmd(path: str) -> None:
@@ -140,8 +118,7 @@ def clean_cmd(path: str) -> None:
             spool.write(chunk)
         with objects_lock.writing():  # git records the result after we exit: prune's grace covers that
             out = clean(spool.view(), path, release=spool.release)
-        if not spool.source_unchanged():
-            raise ThetaError(f"{path} changed while git was adding it; run `git add {path}` again")
+        spool.check_unchanged(path)
     except Exception as exc:
         _fail(path, exc)
     finally:

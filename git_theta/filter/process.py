@@ -86,7 +86,7 @@ def _serve_requests(r: BinaryIO, w: BinaryIO, tmp_dir: str, locked: bool) -> int
         spool = Spool(tmp_dir, source=path if command == "clean" and path else None)
         try:
             content = pktline.read_content(r, spool).view()
-            _serve_one(w, command, path, content, spool.release, commit, spool.source_unchanged)
+            _serve_one(w, command, path, content, spool.release, commit, spool.check_unchanged)
         finally:
             spool.close()
 
@@ -98,10 +98,10 @@ def _serve_one(
     content: memoryview,
     release=None,
     commit: str | None = None,
-    unchanged=None,
+    check_unchanged=None,
 ) -> None:
-    """Answer one request whose content has been read (`release`: see clean; `unchanged()`:
-    whether the content is still what git sent, see Spool.source_unchanged)."""
+    """Answer one request whose content has been read (`release`: see clean; `check_unchanged`:
+    Spool.check_unchanged, run once the content has been used)."""
     if command not in ("clean", "smudge"):
         _respond_error(w, path, ThetaError(f"unsupported filter command {command!r}"))
         return
@@ -110,8 +110,8 @@ def _serve_one(
             from git_theta.filter.clean import clean
 
             result = clean(content, path, release=release)
-            if unchanged is not None and not unchanged():
-                raise ThetaError(f"{path} changed while git was adding it; run `git add {path}` again")
+            if check_unchanged is not None:
+                check_unchanged(path)
             write = lambda out: out.write(result)  # noqa: E731
         elif pass_through():  # metadata stays as it is: no heavy imports
             result = bytes(content)

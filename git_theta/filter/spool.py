@@ -21,6 +21,7 @@ import stat
 import tempfile
 
 from git_theta import config, memory
+from git_theta.errors import ThetaError
 
 
 def _available_memory() -> int:
@@ -227,6 +228,11 @@ class Spool:
         """False when view() is the source file's pages and the file has changed since it was
         compared with the stream (what was read from it may then not be what git sent)."""
         return self._from_source is None or self._from_source.unchanged()
+
+    def check_unchanged(self, path: str) -> None:
+        """After the content was used: ThetaError when it may not be what git sent (see above)."""
+        if not self.source_unchanged():
+            raise ThetaError(f"{path} changed while git was adding it; run `git add {path}` again")
 
     @property
     def spilled(self) -> bool:

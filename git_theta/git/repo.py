@@ -119,6 +119,20 @@ def config_key(key: str) -> str:
     return f"{section.lower()}.{sub}{dot}{name.lower()}" if sub else f"{section.lower()}.{name.lower()}"
 
 
+def config_list(args: list[str], cwd: str | None = None) -> dict[str, str] | None:
+    """`git config -z ARGS` (a listing: --list, --get-regexp) as key -> last value, keys as git
+    prints them (see config_key); None when git finds none or refuses (no such file or blob)."""
+    proc = subprocess.run(["git", "config", "-z", *args], cwd=cwd, capture_output=True)
+    if proc.returncode != 0:
+        return None
+    values = {}
+    for item in proc.stdout.split(b"\0"):
+        if item:
+            key, _, value = item.decode("utf-8", "replace").partition("\n")
+            values[key] = value
+    return values
+
+
 def config_snapshot(cwd: str | None = None) -> dict[str, str] | None:
     """Every git config key's last value in `cwd` (as `git config --get` gives it), or None
     when snapshots are off or git cannot list them."""
@@ -126,14 +140,9 @@ def config_snapshot(cwd: str | None = None) -> dict[str, str] | None:
         return None
     where = os.path.abspath(cwd or os.getcwd())
     if where not in _snapshots:
-        proc = subprocess.run(["git", "config", "-z", "--list"], cwd=where, capture_output=True)
-        if proc.returncode != 0:
+        values = config_list(["--list"], where)
+        if values is None:
             return None
-        values = {}
-        for item in proc.stdout.split(b"\0"):
-            if item:
-                key, _, value = item.decode("utf-8", "replace").partition("\n")
-                values[key] = value
         _snapshots[where] = values
     return _snapshots[where]
 

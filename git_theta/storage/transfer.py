@@ -91,7 +91,8 @@ def _lfs_setting(key: str, cwd: str) -> str | None:
         top = repo.root(cwd)
     except ThetaError:
         return None
-    return _lfsconfig(top).get(repo.config_key(key))
+    value = _lfsconfig(top).get(repo.config_key(key))
+    return value.strip() if value is not None else None
 
 
 _lfsconfigs: dict[str, dict[str, str]] = {}
@@ -100,22 +101,19 @@ _lfsconfigs: dict[str, dict[str, str]] = {}
 def _lfsconfig(top: str) -> dict[str, str]:
     """The keys of the work tree's .lfsconfig, else the index's or HEAD's (where git-lfs reads
     it), once per process."""
+    from git_theta.git import repo
 
     if top not in _lfsconfigs:
         if os.path.isfile(os.path.join(top, ".lfsconfig")):
             sources = [["-f", os.path.join(top, ".lfsconfig")]]
         else:
             sources = [["--blob", ":.lfsconfig"], ["--blob", "HEAD:.lfsconfig"]]
-        found: dict[str, str] = {}
+        found = None
         for source in sources:
-            proc = subprocess.run(["git", "config", *source, "-z", "--list"], cwd=top, capture_output=True)
-            if proc.returncode == 0:
-                for item in proc.stdout.split(b"\0"):
-                    k, _, v = item.decode("utf-8", "replace").partition("\n")
-                    if k:
-                        found[k] = v.strip()
+            found = repo.config_list([*source, "--list"], top)
+            if found is not None:
                 break
-        _lfsconfigs[top] = found
+        _lfsconfigs[top] = found or {}
     return _lfsconfigs[top]
 
 
@@ -149,11 +147,17 @@ def _local_objects_dir(cwd: str, remote: str | None, for_push: bool = False) -> 
             and os.path.isfile(os.path.join(git_dir, "HEAD"))
             and os.path.isdir(os.path.join(git_dir, "objects"))
         ):
-            own = repo.run(
-                ["config", "-f", os.path.join(git_dir, "config"), "--get", "lfs.storage"], check=False
-            )
-            return None if own.strip() else objects
+            own = repo.config_list(["-f", os.path.join(git_dir, "config"), "--list"]) or {}
+            return None if own.get("lfs.storage", "").strip() else objects
     return None
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link of an object (a copy across file systems): LFS objects never change in place."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _fetch_local(
@@ -181,10 +185,7 @@ def _fetch_local(
         store.ensure_dir(store.tmp_dir)
         tmp = os.path.join(store.tmp_dir, f"theta-link-{oid[:16]}-{os.getpid()}-{threading.get_ident()}")
         try:
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
+            _link_or_copy(src, tmp)
             unhashed = oid in content_checked
             if not unhashed and not verify_file(tmp, oid):
                 log.warning("LFS object %s in %s is corrupt; fetching it with git-lfs", oid[:12], source)
@@ -372,10 +373,7 @@ def _push_local(store: LfsStore, oids: list[str], target: str) -> list[str]:
                 if folder not in made:
                     os.makedirs(folder, exist_ok=True)
                     made.add(folder)
-            try:
-                os.link(store.path(oid), tmp)
-            except OSError:
-                shutil.copyfile(store.path(oid), tmp)
+            _link_or_copy(store.path(oid), tmp)
             os.replace(tmp, dst)
         except OSError as exc:
             log.info("could not link LFS object %s into %s: %s", oid[:12], target, exc)
