@@ -6,7 +6,6 @@ import sys
 import click
 
 from git_theta.errors import ThetaError, user_message
-from git_theta.logs import get_logger
 
 
 def _user_errors(fn):
@@ -46,7 +45,6 @@ def main() -> None:
     LFS object: a commit stores only the tensors that changed, each as the smallest exact encoding of
     its change.
     """
-    get_logger()
 
 
 @main.command()

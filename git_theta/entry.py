@@ -19,10 +19,8 @@ def main() -> None:
         cli()
         return
     from git_theta.errors import user_message
-    from git_theta.logs import get_logger
     from git_theta.procs import exit_now
 
-    get_logger()
     try:
         from git_theta.commands.pre_push import pre_push
 

@@ -32,6 +32,7 @@ def _objects_of(blobs: list[str], cwd: str) -> dict[str, int]:
 def pre_push(remote: str, url: str, lines: list[str], cwd: str | None = None) -> int:
     """Push the objects referenced by models in the pushed commits (git-lfs skips known ones)."""
     repo.cache_config()  # a hook: reads config only, ~10 keys
+    repo.prime([], cwd)  # the top and the common dir in one git call
     top = repo.root(cwd)
     updates = [line.split() for line in lines if line.strip()]
     local = [u[1] for u in updates if len(u) == 4 and u[1] != ZERO]

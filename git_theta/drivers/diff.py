@@ -16,7 +16,6 @@ from git_theta.diffs.sides import PLAIN_BLOB, WORKING_TREE, ModelSide, side_from
 from git_theta.drivers import diff_context
 from git_theta.errors import ThetaError
 from git_theta.git import repo
-from git_theta.logs import get_logger
 
 
 def _read(path: str) -> bytes | None:
@@ -53,7 +52,6 @@ def _diff(args: tuple[str, ...]) -> ModelDiff:
 @click.argument("args", nargs=-1)
 def main(textconv: bool, args: tuple[str, ...]) -> None:
     """Called by git; see `git theta diff` for the same diff with options."""
-    get_logger()
     try:
         if textconv:
             if len(args) != 1:

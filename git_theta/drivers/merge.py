@@ -125,7 +125,6 @@ def merge_files(ancestor: str, ours: str, theirs: str, path: str) -> int:
 @click.argument("path", default="")
 def main(ancestor: str, ours: str, theirs: str, path: str) -> None:
     """Merge driver: writes the result over OURS; exits 1 on unresolved conflicts (listed on stderr)."""
-    get_logger()
     try:
         from git_theta.storage import objects_lock
 

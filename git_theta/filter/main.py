@@ -59,7 +59,6 @@ def _start() -> None:
     from git_theta.memory import tune_allocator
 
     tune_allocator()
-    get_logger()
     ensure_hooks()  # git-lfs does the same: a fresh clone gets the hooks on its first checkout
     move_stale()  # paths a killed filter left as metadata: the next hook writes them
 

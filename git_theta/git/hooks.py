@@ -33,7 +33,10 @@ _FIND_GIT_THETA = (
 _HOOKS = {
     "pre-push": (
         "uploads the LFS objects of pushed models",
-        _FIND_GIT_THETA + 'input=$(cat)\nprintf \'%s\\n\' "$input" | "$git_theta" pre-push "$@" || exit $?\n',
+        _FIND_GIT_THETA
+        # with no hook to chain, the hook becomes git-theta: no copy of the input through the shell
+        + '[ -x "$chained" ] || exec "$git_theta" pre-push "$@"\n'
+        + 'input=$(cat)\nprintf \'%s\\n\' "$input" | "$git_theta" pre-push "$@" || exit $?\n',
         True,
     ),
     "post-checkout": ("writes checkpoints left as metadata by a low-memory checkout", _WRITE_PENDING, False),
@@ -59,8 +62,10 @@ def hook_text(name: str) -> str:
     feed = "printf '%s\\n' \"$input\" | " if stdin else ""
     return (
         f"#!/bin/sh\n{marker(name)}: {purpose}, then runs {chained} if present.\n"
+        # the hook's folder without a dirname process (git names a hook by a path with a slash)
+        + f'case "$0" in */*) chained="${{0%/*}}/{chained}" ;; *) chained="./{chained}" ;; esac\n'
         + body.format(name=name, program=program, find=find.format(name=name, program=program))
-        + f'chained="$(dirname "$0")/{chained}"\nif [ -x "$chained" ]; then\n  {feed}"$chained" "$@" || exit $?\nfi\n'
+        + f'if [ -x "$chained" ]; then\n  {feed}"$chained" "$@" || exit $?\nfi\n'
         + "exit 0\n"
     )
 

@@ -106,8 +106,13 @@ def _lfsconfig(top: str) -> dict[str, str]:
     if top not in _lfsconfigs:
         if os.path.isfile(os.path.join(top, ".lfsconfig")):
             sources = [["-f", os.path.join(top, ".lfsconfig")]]
-        else:
-            sources = [["--blob", ":.lfsconfig"], ["--blob", "HEAD:.lfsconfig"]]
+        else:  # one git call finds which blob exists (most repositories have neither)
+            names = [":.lfsconfig", "HEAD:.lfsconfig"]
+            found = repo.run(
+                ["cat-file", "--batch-check"], top, "\n".join(names).encode() + b"\n", check=False
+            )
+            lines = found.decode("utf-8", "replace").splitlines()
+            sources = [["--blob", n] for n, line in zip(names, lines) if not line.endswith(" missing")]
         found = None
         for source in sources:
             found = repo.config_list([*source, "--list"], top)
@@ -147,9 +152,24 @@ def _local_objects_dir(cwd: str, remote: str | None, for_push: bool = False) -> 
             and os.path.isfile(os.path.join(git_dir, "HEAD"))
             and os.path.isdir(os.path.join(git_dir, "objects"))
         ):
-            own = repo.config_list(["-f", os.path.join(git_dir, "config"), "--list"]) or {}
-            return None if own.get("lfs.storage", "").strip() else objects
+            return None if _own_lfs_storage(os.path.join(git_dir, "config")) else objects
     return None
+
+
+def _own_lfs_storage(config_file: str) -> bool:
+    """Whether a repository's config file sets lfs.storage; git is asked only when the text could
+    (it names `storage` or includes another file): one git call less on most pushes."""
+    from git_theta.git import repo
+
+    try:
+        with open(config_file, "rb") as f:
+            text = f.read().lower()
+    except OSError:
+        return False
+    if b"storage" not in text and b"include" not in text:
+        return False
+    own = repo.config_list(["--includes", "-f", config_file, "--list"]) or {}
+    return bool(own.get("lfs.storage", "").strip())
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -357,29 +377,40 @@ def push(remote: str, oids: list[str], cwd: str, store: LfsStore | None = None) 
 def _push_local(store: LfsStore, oids: list[str], target: str) -> list[str]:
     """Link our objects into the LFS object folder of a repository on this machine, as git-lfs
     does for such a remote but without its process (GPT-2-small's 437 MB: `git lfs push` took
-    ~0.2 s of a 0.35 s push here); each lands under a temp name and is renamed into place, so a
-    reader there never sees part of one. Returns the oids left for git-lfs (a link or copy that
-    failed)."""
+    ~0.2 s of a 0.35 s push here). A hard link appears whole, so it is made under the object's
+    own name (one call per object, and an existing one is kept); a copy, where a link is
+    refused, lands under a temp name and is renamed into place, so a reader there never sees
+    part of one. Returns the oids left for git-lfs (a link or copy that failed)."""
     left = []
     tmp_dir = os.path.join(os.path.dirname(target), "tmp")
-    made: set[str] = set()
     for oid in oids:
         dst = os.path.join(target, oid[0:2], oid[2:4], oid)
-        if os.path.exists(dst):
-            continue
-        tmp = os.path.join(tmp_dir, f"theta-push-{oid[:16]}-{os.getpid()}")
         try:
-            for folder in (tmp_dir, os.path.dirname(dst)):
-                if folder not in made:
-                    os.makedirs(folder, exist_ok=True)
-                    made.add(folder)
-            _link_or_copy(store.path(oid), tmp)
-            os.replace(tmp, dst)
-        except OSError as exc:
-            log.info("could not link LFS object %s into %s: %s", oid[:12], target, exc)
-            left.append(oid)
-        finally:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
+            try:
+                os.link(store.path(oid), dst)
+            except FileNotFoundError:  # its folders are new: a remote's objects are spread over 65,536
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                os.link(store.path(oid), dst)
+        except FileExistsError:
+            continue
+        except OSError:
+            try:
+                _copy_into(store.path(oid), dst, tmp_dir)
+            except OSError as exc:
+                log.info("could not link or copy LFS object %s into %s: %s", oid[:12], target, exc)
+                left.append(oid)
     log.info("linked %d of %d LFS objects into %s", len(oids) - len(left), len(oids), target)
     return left
+
+
+def _copy_into(src: str, dst: str, tmp_dir: str) -> None:
+    """Copy an object to `dst` through a temp file in `tmp_dir`, renamed into place."""
+    os.makedirs(tmp_dir, exist_ok=True)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    tmp = os.path.join(tmp_dir, f"theta-push-{os.path.basename(dst)[:16]}-{os.getpid()}")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)

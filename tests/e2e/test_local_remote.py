@@ -96,9 +96,9 @@ def test_a_push_to_a_repository_on_this_machine_links_its_objects(repo, bare_rem
     other = str(tmp_path / "other.git")
     repo("init", "-q", "--bare", other)
     repo("push", "-q", other, "main")  # a path, not a configured remote
-    assert sorted(os.listdir(os.path.join(other, "lfs", "objects"))) and not os.listdir(
-        os.path.join(other, "lfs", "tmp")
-    )
+    tmp = os.path.join(other, "lfs", "tmp")
+    assert sorted(os.listdir(os.path.join(other, "lfs", "objects")))
+    assert not os.path.isdir(tmp) or not os.listdir(tmp)  # links land under their own names
     clone = str(tmp_path / "clone")
     repo("clone", "-q", other, clone, cwd=str(tmp_path))
     got = load_file(os.path.join(clone, "m.safetensors"))
@@ -119,3 +119,46 @@ def test_an_lfs_url_in_lfsconfig_sends_objects_there_not_to_the_local_remote(rep
     assert set(lfs_objects(repo.cwd)) <= {
         name for _, _, files in os.walk(os.path.join(str(lfs_home), "lfs", "objects")) for name in files
     }
+
+
+def test_an_lfs_url_in_a_committed_lfsconfig_counts_without_the_work_tree_file(repo, bare_remote, tmp_path):
+    """git-lfs reads .lfsconfig from the index (then HEAD) when the work tree has none."""
+    lfs_home = tmp_path / "lfs-home.git"
+    repo("init", "-q", "--bare", str(lfs_home))
+    path = os.path.join(repo.cwd, ".lfsconfig")
+    with open(path, "w") as f:
+        f.write(f'[lfs]\n\turl = "file://{lfs_home}"\n')
+    repo.theta("track", "*.safetensors")
+    save_file(_model(), os.path.join(repo.cwd, "m.safetensors"))
+    repo("add", ".lfsconfig", ".gitattributes", "m.safetensors")
+    repo("commit", "-qm", "v1")
+    os.remove(path)  # still in the index and HEAD
+    repo("remote", "add", "origin", bare_remote)
+    repo("push", "-q", "origin", "main")
+    assert not os.path.isdir(os.path.join(bare_remote, "lfs", "objects"))
+    stored = {
+        name for _, _, files in os.walk(os.path.join(str(lfs_home), "lfs", "objects")) for name in files
+    }
+    assert set(lfs_objects(repo.cwd)) <= stored
+
+
+@pytest.mark.parametrize("included", [False, True])
+def test_a_remote_keeping_its_objects_elsewhere_gets_them_through_git_lfs(
+    repo, bare_remote, tmp_path, included
+):
+    """A remote whose own config sets lfs.storage (directly or through an included file) is not
+    linked into: its lfs/objects folder stays empty, and git-lfs puts the objects where it says."""
+    storage = tmp_path / "remote-storage"
+    setting = f"[lfs]\n\tstorage = {storage}\n"
+    with open(os.path.join(bare_remote, "config"), "a") as f:
+        if included:
+            with open(tmp_path / "more.config", "w") as more:
+                more.write(setting)
+            f.write(f"[include]\n\tpath = {tmp_path / 'more.config'}\n")
+        else:
+            f.write(setting)
+    _pushed(repo, bare_remote)
+    linked = os.path.join(bare_remote, "lfs", "objects")
+    assert not os.path.isdir(linked) or not os.listdir(linked)
+    stored = {name for _, _, files in os.walk(storage) for name in files}
+    assert set(lfs_objects(repo.cwd)) <= stored
