@@ -2,6 +2,7 @@
 
 import os
 import sys
+import threading
 import time
 
 # GIT_THETA_LOG_LEVEL's names, so a message below the level costs a comparison and no `logging`
@@ -9,6 +10,7 @@ import time
 # in every pre-push hook and filter start here, and almost every run logs nothing.
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50, "FATAL": 50}
 _configured = False
+_lock = threading.Lock()
 
 
 def _threshold() -> int:
@@ -21,7 +23,9 @@ def _configure() -> None:
     global _configured
     import logging
 
-    if not _configured:
+    with _lock:  # decoder threads log too: one handler, not one per thread that got here first
+        if _configured:
+            return
         _configured = True
         root = logging.getLogger("git_theta")
         handler = logging.StreamHandler(sys.stderr)
@@ -29,6 +33,15 @@ def _configure() -> None:
         root.addHandler(handler)
         root.setLevel(_threshold())
         root.propagate = False
+
+
+def shutdown() -> None:
+    """Flush and close the handlers, where something was logged (`logging` may be half imported
+    by another thread, e.g. the filter's warm-up import, when a process ends early)."""
+    if _configured:
+        import logging
+
+        logging.shutdown()
 
 
 class Logger:

@@ -16,8 +16,9 @@ def exit_now(code: int) -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    if "logging" in sys.modules:  # imported only when something was logged (git_theta.logs)
-        sys.modules["logging"].shutdown()
+    from git_theta import logs
+
+    logs.shutdown()
     os._exit(code)
 
 
