@@ -44,3 +44,59 @@ def test_touch_faults_fresh_buffers_in():
     start = faults()
     buf[:] = 1  # filling it faults nothing more in
     assert faults() - start < 16
+
+
+@pytest.fixture
+def recycling():
+    memory.recycle(64 << 20)
+    yield
+    memory.recycle(0)
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def test_a_freed_large_array_gives_its_pages_to_the_next(recycling):
+    a = memory.empty((3 << 20,), np.float32)  # 12 MiB: a huge-page area
+    where = _address(a)
+    del a
+    b = memory.empty((2 << 20,), np.float32)  # smaller: fits the kept area
+    assert _address(b) == where
+    b[:] = 7
+    assert (b == 7).all()
+
+
+def test_an_area_comes_back_only_when_no_view_can_reach_it(recycling):
+    a = memory.empty((3 << 20,), np.float32)
+    view = memoryview(a.reshape(-1).view(np.uint8)[100:])
+    a[:] = 1
+    where = _address(a)
+    del a
+    b = memory.empty((3 << 20,), np.float32)
+    assert _address(b) != where  # the view still holds the first area
+    b[:] = 2
+    assert bytes(view[:4]) == np.float32(1).tobytes()  # untouched by the second array
+    second = _address(b)
+    del view, b
+    x, y = memory.empty((3 << 20,), np.float32), memory.empty((3 << 20,), np.float32)
+    assert {_address(x), _address(y)} == {where, second}  # both areas are back, and reused
+
+
+def test_kept_pages_stay_under_the_limit():
+    memory.recycle(16 << 20)
+    try:
+        arrays = [memory.empty((12 << 20,), np.uint8) for _ in range(3)]
+        del arrays
+        assert memory._recycled.held <= 16 << 20
+        memory.recycle(0)
+        assert memory._recycled.held == 0
+    finally:
+        memory.recycle(0)
+
+
+def test_without_recycling_nothing_is_kept():
+    memory.recycle(0)
+    a = memory.empty((12 << 20,), np.uint8)
+    del a
+    assert memory._recycled.held == 0 and not memory._recycled.free

@@ -6,6 +6,9 @@ import threading
 from git_theta.errors import ThetaError, from_os_error
 from git_theta.logs import get_logger
 
+# Freed decode outputs kept for the next tensors (memory.recycle): GPT-2-small's checkout, 12
+# interleaved rounds, 0.85 s against 0.89-0.93 s, 0.1-0.15 s less CPU; peak 335 MB against 313 MB.
+RECYCLE_BYTES = 128 << 20
 # What a filter process needs for its first request, imported on a thread while the main one
 # waits for git (the start-up's git calls and the handshake): ~0.1 s of imports here.
 _WARM = (
@@ -54,11 +57,12 @@ def _start() -> None:
         ["hooks/pre-push", "hooks/post-checkout", "hooks/post-merge", "theta-direct-checkout", "index"]
     )
     repo.config_snapshot()  # read now, while the import thread has the interpreter
+    from git_theta import memory
     from git_theta.filter.direct import move_stale
     from git_theta.git.hooks import ensure_hooks
-    from git_theta.memory import tune_allocator
 
-    tune_allocator()
+    memory.tune_allocator()
+    memory.recycle(RECYCLE_BYTES)
     ensure_hooks()  # git-lfs does the same: a fresh clone gets the hooks on its first checkout
     move_stale()  # paths a killed filter left as metadata: the next hook writes them
 
