@@ -5,12 +5,12 @@ fresh mmap, and page faults cost more than the codec (measured here: a GPT-2-sma
 from 1.7 s to 1.15 s, 300k to 145k page faults). Memory use does not grow: buffers are reused.
 """
 
-import ctypes
-import ctypes.util
+import contextlib
 import mmap
 import sys
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,12 +21,16 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 HUGE_PAGE = 2 << 20
 HUGE_MIN_BYTES = 8 << 20  # smaller buffers stay on the heap (rounding would waste more)
+PLACE_MIN_BYTES = 1 << 20  # smaller tensors are not placed (see placed): copying them costs less
 
 
 def _glibc():
     """glibc, or None off Linux or where it is not the C library."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # here: the pre-push hook imports this module (through storage) but not this
+    import ctypes.util
+
     try:  # find_library runs `ldconfig -p` (~20 ms of every filter start): the soname first
         return ctypes.CDLL("libc.so.6")
     except OSError:
@@ -68,15 +72,18 @@ def empty(shape, dtype) -> "np.ndarray":
     """An uninitialised array; a large one is backed by transparent huge pages where the kernel
     offers them (madvise mode): faulting in 500 MB of 4 KiB pages costs ~1.3 s here, of 2 MiB
     pages ~0.05 s. Freed with its last view, like any array; with recycle() on, a large one's
-    pages are kept for the next large array instead."""
+    pages are kept for the next large array instead. Inside placed(), an array of that size
+    starts at the given offset within a page."""
     import numpy as np
 
     dt = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64)) if np.ndim(shape) else int(shape)
     nbytes = count * dt.itemsize
-    if nbytes < HUGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+    phase = getattr(_placing, "phase", None) if nbytes == getattr(_placing, "nbytes", -1) else None
+    huge = nbytes >= HUGE_MIN_BYTES and hasattr(mmap, "MADV_HUGEPAGE")
+    if not huge and phase is None:
         return np.empty(shape, dtype=dt)
-    size = -(-nbytes // HUGE_PAGE) * HUGE_PAGE
+    size = -(-(nbytes + (phase or 0)) // HUGE_PAGE) * HUGE_PAGE
     area = _recycled.take(size)
     if area is None:
         area = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -84,12 +91,48 @@ def empty(shape, dtype) -> "np.ndarray":
             area.madvise(mmap.MADV_HUGEPAGE)
         except OSError:  # huge pages switched off ("never"): ordinary pages
             pass
-    base = np.frombuffer(area, dtype=dt, count=count)
+    # every view and memoryview of the array keeps `raw` alive (numpy points views at the array
+    # whose base holds the buffer), so what is tied to `raw` happens only when nothing can reach it
+    raw = np.frombuffer(area, dtype=np.uint8, count=nbytes, offset=phase or 0)
     if _recycled.limit:
-        # every view and memoryview of the array keeps `base` alive (numpy points views at the
-        # array that holds the buffer), so the area comes back only when nothing can reach it
-        weakref.finalize(base, _recycled.give, area)
-    return base.reshape(shape)
+        weakref.finalize(raw, _recycled.give, area)
+    if phase is not None:
+        start = raw.__array_interface__["data"][0]
+        with _owned_lock:
+            _owned[start] = start + nbytes
+        weakref.finalize(raw, _disown, start)
+    return raw.view(dt).reshape(shape)
+
+
+_placing = threading.local()
+_owned: dict[int, int] = {}  # start -> end of the live arrays made inside placed()
+_owned_lock = threading.RLock()  # re-entered when a collection under it frees such an array
+
+
+def _disown(start: int) -> None:
+    with _owned_lock:
+        _owned.pop(start, None)
+
+
+@contextlib.contextmanager
+def placed(nbytes: int, phase: int) -> Iterator[None]:
+    """Make the arrays of exactly `nbytes` that empty() gives on this thread meanwhile start
+    `phase` bytes into a page: a tensor decoded where it falls at that offset in the file it is
+    written to can go to the disk from where it is (see lfs_store._DirectFile)."""
+    before = getattr(_placing, "nbytes", -1), getattr(_placing, "phase", None)
+    _placing.nbytes, _placing.phase = nbytes, phase % mmap.PAGESIZE
+    try:
+        yield
+    finally:
+        _placing.nbytes, _placing.phase = before
+
+
+def owns(address: int, nbytes: int) -> bool:
+    """Whether [address, address + nbytes) lies in one live array made inside placed(): memory
+    that nothing writes to again before it is freed (a decoded tensor)."""
+    with _owned_lock:
+        live = dict(_owned)  # a collection while iterating could free one of them
+    return any(start <= address and address + nbytes <= end for start, end in live.items())
 
 
 class _Recycler:

@@ -134,7 +134,7 @@ def _output(fd: int):
 
     setting = (config.get("direct_io") or "auto").strip().lower()
     if setting not in ("0", "false", "no", "off") and lfs_store._direct(fd):
-        return closing(lfs_store._DirectFile(fd, lfs_store.CHECKOUT_BLOCK, depth=4))
+        return closing(lfs_store._DirectFile(fd, lfs_store.CHECKOUT_BLOCK, depth=4, in_place=True))
     return os.fdopen(fd, "wb", buffering=1 << 20)
 
 

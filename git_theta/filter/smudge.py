@@ -7,7 +7,7 @@ is checked against its oid as it is read.
 from collections.abc import Callable
 from typing import BinaryIO
 
-from git_theta import config, parallel
+from git_theta import config, memory, parallel
 from git_theta.errors import ThetaError, shorten
 from git_theta.formats.detect import by_name
 from git_theta.logs import Progress, get_logger
@@ -44,15 +44,29 @@ def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) 
     transfer.fetch(store, needed, cwd or ".", what=path, content_checked=checked - trusted)
 
 
-def load_tensors(meta: Metadata, store: LfsStore, path: str, names: list[str] | None = None):
+def load_tensors(
+    meta: Metadata,
+    store: LfsStore,
+    path: str,
+    names: list[str] | None = None,
+    offsets: dict[str, int] | None = None,
+):
     """Yield the tensors of `meta` (or of `names`) in order, decoded on worker threads, small
     ones in batches (one hand-off per batch); in low-memory mode one job at a time, each
-    tensor still decoded in parallel chunks by the codec."""
+    tensor still decoded in parallel chunks by the codec. With `offsets` (where each tensor
+    lies in the file written), each is decoded at its offset within a page (memory.placed)."""
     names = list(meta.params) if names is None else names
     progress = Progress(f"checking out {path}", len(names))
 
+    def decode(name: str) -> RawTensor:
+        entry = meta.params[name]
+        if offsets is None or entry.nbytes < memory.PLACE_MIN_BYTES:
+            return load_entry(entry, store, name)
+        with memory.placed(entry.nbytes, offsets[name]):
+            return load_entry(entry, store, name)
+
     def load(job: list[str]) -> list[RawTensor]:
-        out = [load_entry(meta.params[name], store, name) for name in job]
+        out = [decode(name) for name in job]
         progress.advance(len(job))
         return out
 
@@ -94,7 +108,9 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
 
     def write(out: BinaryIO) -> None:
         try:
-            fmt.write(meta.layout, specs, load_tensors(meta, store, path), out, path)
+            at = fmt.tensor_offsets(meta.layout, specs, path)
+            offsets = None if at is None else dict(zip(meta.params, at))
+            fmt.write(meta.layout, specs, load_tensors(meta, store, path, offsets=offsets), out, path)
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError) as exc:
             # the layout comes from the metadata file, which may have been edited by hand
             raise ThetaError(

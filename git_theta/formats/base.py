@@ -69,6 +69,13 @@ class CheckpointFormat(ABC):
     ) -> None:
         """Write the checkpoint to `out`; `tensors` yields the data of `specs`, in that order."""
 
+    def tensor_offsets(self, layout: dict, specs: list[TensorSpec], path: str) -> list[int] | None:
+        """Where `write` puts the first byte of each tensor of `specs` (in that order), for a
+        writer that writes each tensor's data whole with one `out.write` at an offset known
+        before writing; None otherwise. A checkout then decodes each tensor aligned as it will
+        lie in the file, and the file is written from the tensors without a copy."""
+        return None
+
     def check_layout(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
         """Refuse (CheckpointError, one line) a layout from metadata that `write` cannot or must
         not write: it comes from a file anyone may commit. Called before any output is written;

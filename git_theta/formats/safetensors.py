@@ -92,6 +92,23 @@ class SafetensorsCheckpoint(CheckpointFormat):
     def write(
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str
     ) -> None:
+        raw = self._header(layout, specs, path)
+        out.write(struct.pack("<Q", len(raw)))
+        out.write(raw)
+        for tensor in tensors:
+            out.write(tensor.data)
+
+    def tensor_offsets(self, layout: dict, specs: list[TensorSpec], path: str) -> list[int]:
+        start = 8 + len(self._header(layout, specs, path))
+        offsets = []
+        for spec in specs:
+            offsets.append(start)
+            start += numel(spec.shape) * dtypes.get(spec.dtype).itemsize
+        return offsets
+
+    @staticmethod
+    def _header(layout: dict, specs: list[TensorSpec], path: str) -> bytes:
+        """The JSON header `write` writes (after its 8-byte length), padded to 8 bytes."""
         header: dict = {}
         meta = layout.get("metadata")
         if meta is not None:
@@ -109,8 +126,4 @@ class SafetensorsCheckpoint(CheckpointFormat):
             }
             offset += size
         raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        raw += b" " * (-len(raw) % 8)
-        out.write(struct.pack("<Q", len(raw)))
-        out.write(raw)
-        for tensor in tensors:
-            out.write(tensor.data)
+        return raw + b" " * (-len(raw) % 8)
