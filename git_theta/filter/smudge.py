@@ -107,6 +107,7 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
     fmt.check_layout(meta.layout, specs, path)  # from a file anyone may commit: before any output
 
     def write(out: BinaryIO) -> None:
+        store.prefetch(list(dict.fromkeys(oid for e in meta.params.values() for oid in objects_of(e))))
         try:
             at = fmt.tensor_offsets(meta.layout, specs, path)
             offsets = None if at is None else dict(zip(meta.params, at))

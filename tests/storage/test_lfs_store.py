@@ -154,3 +154,19 @@ def test_a_buffer_that_is_not_a_placed_tensor_is_copied(tmp_path):
     out.flush()
     out.close()
     assert (tmp_path / "model").read_bytes() == b"a" * (2 << 20)
+
+
+def test_prefetch_reads_ahead_on_a_thread_and_skips_missing_objects(store):
+    """A checkout asks for its objects ahead (into the page cache); a missing one is left for
+    the read, which names it."""
+    import threading
+
+    oid, _ = store.put(b"x" * 10000)
+    before = {t.ident for t in threading.enumerate()}
+    store.prefetch([oid, "0" * 64])
+    for t in threading.enumerate():
+        if t.ident not in before and t.name == "git-theta-prefetch":
+            t.join(10)
+    assert bytes(store.read(oid)) == b"x" * 10000
+    with pytest.raises(ThetaError, match="missing"):
+        store.read("0" * 64)
