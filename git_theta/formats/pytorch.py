@@ -156,6 +156,28 @@ class PyTorchCheckpoint(CheckpointFormat):
     def write(
         self, layout: dict, specs: list[TensorSpec], tensors: Iterable[RawTensor], out: BinaryIO, path: str
     ) -> None:
+        tree, keys = self._tree_and_keys(layout, specs, path)
+        if layout.get("container") == "legacy":
+            self._write_legacy(tree, keys, specs, tensors, out)
+        else:
+            self._write_zip(layout.get("archive") or "archive", tree, keys, specs, tensors, out)
+
+    def tensor_offsets(self, layout: dict, specs: list[TensorSpec], path: str) -> list[int] | None:
+        if layout.get("container") == "legacy":
+            return None
+        tree, keys = self._tree_and_keys(layout, specs, path)
+        archive = layout.get("archive") or "archive"
+        plan = zipio.ZipWriter(None, align=64)
+        for name, data in self._zip_head(archive, tree, keys):
+            plan.place(name, len(data))
+        return [
+            plan.place(f"{archive}/data/{keys[s.name][0]}", numel(s.shape) * dtypes.get(s.dtype).itemsize)
+            for s in specs
+        ]
+
+    @staticmethod
+    def _tree_and_keys(layout: dict, specs: list[TensorSpec], path: str) -> tuple:
+        """The pickled tree and each tensor's (storage key, shape, dtype)."""
         tree = layout.get("tree")
         if tree is None:  # a layout from another format: write a flat state dict
             tree = {"odict_of_tensors": [s.name for s in specs]}
@@ -163,18 +185,23 @@ class PyTorchCheckpoint(CheckpointFormat):
         missing = [n for n in torch_pickle.leaf_names(tree) if n not in keys]
         if missing:
             raise CheckpointError(f"metadata names tensors it does not store: {', '.join(missing[:5])}", path)
-        if layout.get("container") == "legacy":
-            self._write_legacy(tree, keys, specs, tensors, out)
-        else:
-            self._write_zip(layout.get("archive") or "archive", tree, keys, specs, tensors, out)
+        return tree, keys
 
     @staticmethod
-    def _write_zip(archive, tree, keys, specs, tensors, out) -> None:
+    def _zip_head(archive: str, tree, keys) -> list[tuple[str, bytes]]:
+        """The members written before the tensors' data, in order."""
+        return [
+            (f"{archive}/data.pkl", torch_pickle.TreePickler(keys).dumps(tree)),
+            (f"{archive}/.format_version", b"1"),
+            (f"{archive}/.storage_alignment", b"64"),
+            (f"{archive}/byteorder", b"little"),
+        ]
+
+    @classmethod
+    def _write_zip(cls, archive, tree, keys, specs, tensors, out) -> None:
         zw = zipio.ZipWriter(out, align=64)
-        zw.add(f"{archive}/data.pkl", torch_pickle.TreePickler(keys).dumps(tree))
-        zw.add(f"{archive}/.format_version", b"1")
-        zw.add(f"{archive}/.storage_alignment", b"64")
-        zw.add(f"{archive}/byteorder", b"little")
+        for name, data in cls._zip_head(archive, tree, keys):
+            zw.add(name, data)
         digest = hashlib.sha256()
         # checksums on worker threads while this one writes
         with_crc = parallel.ordered_map(lambda t: (t, zlib.crc32(t.data)), tensors)

@@ -157,25 +157,38 @@ class ZipWriter:
         self.out.write(data)
         self.offset += len(data)
 
+    def _local_header(self, bname: bytes, size: int, crc: int) -> bytes:
+        """The local header of a member added at the current offset, padded so that its data
+        starts aligned; its length does not depend on `crc`."""
+        extra = struct.pack("<HHQQ", 1, 16, size, size) if size >= _U32 else b""
+        header_len = 30 + len(bname) + len(extra)
+        pad = (-(self.offset + header_len + 4)) % self.align if self.align else 0
+        if self.align:
+            extra += struct.pack("<HH", 0x4246, pad) + b"Z" * pad  # "FB" padding field, as torch
+        version = 45 if size >= _U32 or self.offset >= _U32 else 20
+        s32 = _U32 if size >= _U32 else size
+        local = struct.pack(
+            "<4sHHHHHIIIHH", _LOCAL, version, 0, 0, 0, 0x21, crc, s32, s32, len(bname), len(extra)
+        )
+        return local + bname + extra
+
+    def place(self, name: str, size: int) -> int:
+        """Where add(name, DATA) of `size` bytes would put DATA at this point, moving on as if
+        it had: a writer made with out=None plans a file's layout without writing it."""
+        at = self.offset + len(self._local_header(name.encode("utf-8"), size, 0))
+        self.offset = at + size
+        return at
+
     def add(self, name: str, data, crc: int | None = None) -> None:
         """Append a stored member; pass `crc` (zlib.crc32 of data) if already known."""
         data = memoryview(data).cast("B")
         bname = name.encode("utf-8")
         size = len(data)
         crc = zlib.crc32(data) if crc is None else crc
-        big = size >= _U32 or self.offset >= _U32
-        extra = struct.pack("<HHQQ", 1, 16, size, size) if size >= _U32 else b""
-        header_len = 30 + len(bname) + len(extra)
-        pad = (-(self.offset + header_len + 4)) % self.align if self.align else 0
-        if self.align:
-            extra += struct.pack("<HH", 0x4246, pad) + b"Z" * pad  # "FB" padding field, as torch
-        version = 45 if big else 20
+        version = 45 if size >= _U32 or self.offset >= _U32 else 20
         s32 = _U32 if size >= _U32 else size
-        local = struct.pack(
-            "<4sHHHHHIIIHH", _LOCAL, version, 0, 0, 0, 0x21, crc, s32, s32, len(bname), len(extra)
-        )
         start = self.offset
-        self._write(local + bname + extra)
+        self._write(self._local_header(bname, size, crc))
         self._write(data)
         cextra = b""
         o32 = start

@@ -145,3 +145,31 @@ def _save(obj) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_tensor_offsets_are_where_the_writer_puts_each_tensor(nested):
+    """A checkout decodes each tensor at its offset within a page and writes it from there; the
+    offsets must be exactly where the zip writer puts the data."""
+    obj = {"model": small_model(width=40), "step": 3} if nested else small_model(width=40)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    fmt = PyTorchCheckpoint()
+    ck = fmt.read(memoryview(buf.getvalue()), "x.pt")
+    specs = [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()]
+    out = io.BytesIO()
+    fmt.write(ck.layout, specs, list(ck.tensors.values()), out, "x.pt")
+    written = out.getvalue()
+    offsets = fmt.tensor_offsets(ck.layout, specs, "x.pt")
+    assert len(offsets) == len(specs) and offsets == sorted(offsets)
+    for at, tensor in zip(offsets, ck.tensors.values()):
+        data = bytes(tensor.data)
+        assert written[at : at + len(data)] == data and at % 64 == 0
+
+
+def test_a_legacy_file_has_no_offsets():
+    buf = io.BytesIO()
+    torch.save(small_model(), buf, _use_new_zipfile_serialization=False)
+    ck = PyTorchCheckpoint().read(memoryview(buf.getvalue()), "x.pt")
+    specs = [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()]
+    assert PyTorchCheckpoint().tensor_offsets(ck.layout, specs, "x.pt") is None

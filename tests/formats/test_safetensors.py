@@ -45,3 +45,21 @@ def test_loaded_by_the_library():
     sd = {"w": torch.randn(3, 4), "b": torch.zeros(4)}
     back = load(rewrite(SafetensorsCheckpoint(), save(sd), "m.safetensors")[1])
     assert all(torch.equal(back[k], sd[k]) for k in sd)
+
+
+@pytest.mark.parametrize("meta", [None, {"format": "pt", "note": "x" * 1000}])
+def test_tensor_offsets_are_where_the_writer_puts_each_tensor(meta):
+    """A checkout decodes each tensor at its offset within a page and writes it from there; the
+    offsets must be exactly where the writer puts the data."""
+    from git_theta.tensor import TensorSpec
+
+    sd = dict(small_model(width=40))
+    sd["half"] = torch.ones(3, dtype=torch.bfloat16)
+    fmt = SafetensorsCheckpoint()
+    ck, written = rewrite(fmt, save(sd, metadata=meta), "m.safetensors")
+    specs = [TensorSpec(n, t.dtype, t.shape) for n, t in ck.tensors.items()]
+    offsets = fmt.tensor_offsets(ck.layout, specs, "m.safetensors")
+    assert len(offsets) == len(specs)
+    for at, tensor in zip(offsets, ck.tensors.values()):
+        data = bytes(tensor.data)
+        assert written[at : at + len(data)] == data
