@@ -51,9 +51,6 @@ class Logger:
     def __init__(self, name: str):
         self.name, self.threshold = name, _threshold()
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging.Logger's name
-        return level >= self.threshold
-
     def log(self, level: int, msg: str, *args, **kwargs) -> None:
         if level >= self.threshold:
             import logging

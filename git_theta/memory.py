@@ -87,10 +87,11 @@ def empty(shape, dtype) -> "np.ndarray":
     area = _recycled.take(size)
     if area is None:
         area = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        try:
-            area.madvise(mmap.MADV_HUGEPAGE)
-        except OSError:  # huge pages switched off ("never"): ordinary pages
-            pass
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            try:
+                area.madvise(mmap.MADV_HUGEPAGE)
+            except OSError:  # huge pages switched off ("never"): ordinary pages
+                pass
     # every view and memoryview of the array keeps `raw` alive (numpy points views at the array
     # whose base holds the buffer), so what is tied to `raw` happens only when nothing can reach it
     raw = np.frombuffer(area, dtype=np.uint8, count=nbytes, offset=phase or 0)

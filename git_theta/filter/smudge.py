@@ -25,8 +25,9 @@ log = get_logger(__name__)
 DECODE_BUDGET = 192 << 20
 
 
-def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) -> None:
-    """Fetch, in one batch, every object the metadata needs that the store lacks."""
+def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) -> list[str]:
+    """Fetch, in one batch, every object the metadata needs that the store lacks; returns the
+    oids of all the objects it needs, in the order its entries read them."""
     needed: dict[str, int] = {}
     checked: set[str] = set()  # objects only of entries whose content load_tensors checks
     trusted: set[str] = set()
@@ -42,6 +43,7 @@ def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) 
         else:
             trusted.update(objects)
     transfer.fetch(store, needed, cwd or ".", what=path, content_checked=checked - trusted)
+    return list(needed)
 
 
 def load_tensors(
@@ -101,13 +103,13 @@ def prepare(data, path: str, cwd: str | None = None) -> Callable[[BinaryIO], Non
         return lambda out: out.write(content)
     meta = Metadata.loads(data, path)
     store = LfsStore.for_cwd(cwd)
-    ensure_objects(meta, store, cwd, path)
+    objects = ensure_objects(meta, store, cwd, path)
     fmt = by_name(meta.format)
     specs = [TensorSpec(name, e.dtype, tuple(e.shape)) for name, e in meta.params.items()]
     fmt.check_layout(meta.layout, specs, path)  # from a file anyone may commit: before any output
 
     def write(out: BinaryIO) -> None:
-        store.prefetch(list(dict.fromkeys(oid for e in meta.params.values() for oid in objects_of(e))))
+        store.prefetch(objects)
         try:
             at = fmt.tensor_offsets(meta.layout, specs, path)
             offsets = None if at is None else dict(zip(meta.params, at))

@@ -108,10 +108,10 @@ def _lfsconfig(top: str) -> dict[str, str]:
             sources = [["-f", os.path.join(top, ".lfsconfig")]]
         else:  # one git call finds which blob exists (most repositories have neither)
             names = [":.lfsconfig", "HEAD:.lfsconfig"]
-            found = repo.run(
+            check = repo.run(
                 ["cat-file", "--batch-check"], top, "\n".join(names).encode() + b"\n", check=False
             )
-            lines = found.decode("utf-8", "replace").splitlines()
+            lines = check.decode("utf-8", "replace").splitlines()
             sources = [["--blob", n] for n, line in zip(names, lines) if not line.endswith(" missing")]
         found = None
         for source in sources:
