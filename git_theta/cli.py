@@ -197,6 +197,8 @@ def prune(force: bool, verbose: bool, expire: str | None, no_reflog: bool) -> No
     hint = "" if force or not report.delete else " (run with --force to delete)"
     if report.stale_temp_files:
         click.echo(f"{verb} {report.stale_temp_files} stale temporary file(s) left by interrupted commands")
+    if report.replaced_bytes:
+        click.echo(f"{verb} {fmt_bytes(report.replaced_bytes)} of checkpoints replaced in the work tree")
     if report.recent:
         click.echo(
             f"spared {report.recent} unreferenced object(s), {fmt_bytes(report.recent_bytes)}, written since "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from git_theta import config
 from git_theta.errors import ThetaError
+from git_theta.filter import replaced
 from git_theta.git import history, repo
 from git_theta.storage import objects_lock, verified
 from git_theta.storage.lfs_store import LfsStore
@@ -32,6 +33,7 @@ class PruneReport:
     recent: int = 0  # unreferenced objects spared because they are younger than the expiry
     recent_bytes: int = 0
     expire: str = ""  # the expiry date as given
+    replaced_bytes: int = 0  # checkpoints git replaced or the user deleted, still linked (filter.replaced)
 
 
 STALE_AFTER_S = 3600
@@ -132,6 +134,7 @@ def prune(
                 report.delete[oid] = st.st_size
         stale = stale_temp_files(store, top)
         report.stale_temp_files = len(stale)
+        report.replaced_bytes = replaced.free(repo.git_path(replaced.DIR, top), dry_run=not force)
         if force:
             for oid in report.delete:
                 os.unlink(store.path(oid))

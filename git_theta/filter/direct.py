@@ -19,7 +19,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from git_theta.filter import deferred
+from git_theta.filter import deferred, replaced
 from git_theta.git import index_stat, repo
 from git_theta.logs import get_logger
 
@@ -110,6 +110,7 @@ def _put_in_place(job: _Job) -> None:
         mtime = os.fstat(fd).st_mtime_ns
     finally:
         os.close(fd)
+    replaced.keep(job.tmp, repo.git_path(replaced.DIR, job.top))  # before the stat the index gets
     os.chmod(job.tmp, os.stat(full).st_mode & 0o7777)
     os.replace(job.tmp, full)
     if not ours:

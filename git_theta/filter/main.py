@@ -47,15 +47,25 @@ def _fail(path: str, exc: BaseException) -> None:
     ) from None
 
 
+_freeing: threading.Thread | None = None
+
+
 def _start() -> None:
     """What every filter run does first: git's answers for this process (two git calls, made
     before the heavier imports), allocator, logging, our hooks, stale direct checkouts."""
+    from git_theta.filter import replaced
     from git_theta.git import repo
 
     repo.cache_config()  # one `git config --list` for this process, not one call per key
     repo.prime(
         ["hooks/pre-push", "hooks/post-checkout", "hooks/post-merge", "theta-direct-checkout", "index"]
+        + [replaced.DIR]
     )
+    global _freeing
+    try:  # files git just let go of, freed while this process decodes (filter.replaced)
+        _freeing = replaced.free_in_background(repo.git_path(replaced.DIR))
+    except ThetaError:  # outside a repository
+        pass
     repo.config_snapshot()  # read now, while the import thread has the interpreter
     from git_theta import memory
     from git_theta.filter.direct import move_stale
@@ -88,6 +98,8 @@ def main() -> None:
         if not process:
             raise
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if _freeing is not None:
+        _freeing.join()
     if process:
         from git_theta.procs import exit_now
 

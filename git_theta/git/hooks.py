@@ -16,7 +16,9 @@ CHAINED = "pre-push.pre-theta"
 
 PENDING = "theta-pending-checkout"  # under the git dir: paths whose checkpoints are still to write
 _WRITE_PENDING = (  # nothing to do, and no interpreter started, unless a checkout was deferred
-    f'pending="$(git rev-parse --git-path {PENDING})"\n'
+    # what `git rev-parse --git-path` answers here when .git is a folder, without starting git
+    f'if [ -z "$GIT_DIR$GIT_COMMON_DIR" ] && [ -d .git ]; then pending=.git/{PENDING}\n'
+    f'else pending="$(git rev-parse --git-path {PENDING})"; fi\n'
     'if [ -s "$pending" ]; then\n{find}  "$git_theta" checkout-models --pending || exit $?\nfi\n'
 )
 # The installation that wrote the hook first (a virtual environment need not be on PATH when git

@@ -80,3 +80,15 @@ def test_failed_deferred_write_keeps_the_note_and_the_metadata(low, tmp_path):
     os.rename(moved, store)
     low.theta("checkout-models", "--pending")
     assert _sha(path) == want and low.status() == ""
+
+
+def test_a_linked_worktree_gets_its_models_written_too(low, tmp_path):
+    path, first = _first_version(low)
+    save_file(_model(1), path)
+    low("commit", "-qam", "v2")
+    other = str(tmp_path / "other")  # .git there is a file: the hook asks git where its note is
+    low("worktree", "add", "-q", other, "HEAD~1")
+    assert _sha(os.path.join(other, "m.safetensors")) == first
+    low.at(other)("checkout", "-q", "--detach", "main")
+    assert _sha(os.path.join(other, "m.safetensors")) == _sha(path)
+    assert low.at(other).status() == "" and low.status() == ""
