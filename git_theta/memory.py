@@ -11,7 +11,8 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see git_theta.dtypes
 
 if TYPE_CHECKING:
     import numpy as np

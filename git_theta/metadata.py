@@ -17,7 +17,6 @@ rewritten only when a tensor changes (Metadata.dumps_unchanged).
 """
 
 import json
-from dataclasses import dataclass, field
 
 from git_theta import dtypes
 from git_theta.errors import ThetaError, shorten
@@ -45,18 +44,47 @@ _MAX_DEPTH = 400  # nesting: update chains (at most 64 steps, 2 levels each) and
 _MAX_TENSOR_BYTES = 1 << 44  # 16 TiB: past any real tensor; refused before anything is allocated
 
 
-@dataclass
 class ParamEntry:
-    """One stored parameter: what the tensor is, where its bytes are, how they were stored."""
+    """One stored parameter: what the tensor is, where its bytes are, how they were stored. A
+    plain class, not a dataclass: see git_theta.dtypes."""
 
-    dtype: str
-    shape: tuple[int, ...]
-    hash: str  # sha256 of the tensor's raw little-endian bytes
-    oid: str  # LFS oid (sha256) of the stored object
-    size: int  # LFS object size in bytes
-    update_type: str = "dense"
-    codec: str = ""
-    extra: dict = field(default_factory=dict)  # update-specific facts (what it builds on, ...)
+    _FIELDS = ("dtype", "shape", "hash", "oid", "size", "update_type", "codec", "extra")
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and mutable
+
+    def __init__(
+        self,
+        dtype: str,
+        shape: tuple[int, ...],
+        hash: str,
+        oid: str,
+        size: int,
+        update_type: str = "dense",
+        codec: str = "",
+        extra: dict | None = None,
+    ) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        self.hash = hash  # sha256 of the tensor's raw little-endian bytes
+        self.oid = oid  # LFS oid (sha256) of the stored object
+        self.size = size  # LFS object size in bytes
+        self.update_type = update_type
+        self.codec = codec
+        self.extra = {} if extra is None else extra  # update-specific facts (what it builds on, ...)
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        return "ParamEntry(" + ", ".join(f"{k}={v!r}" for k, v in zip(self._FIELDS, self._values())) + ")"
+
+    def replace(self, **changes) -> "ParamEntry":
+        """A copy with `changes` (as dataclasses.replace)."""
+        return ParamEntry(**{**dict(zip(self._FIELDS, self._values())), **changes})
 
     def same_tensor(self, other: "ParamEntry") -> bool:
         return (
@@ -137,14 +165,24 @@ def check_name(name) -> None:
         raise ThetaError(f"parameter name {shorten(name)} is too long or holds control characters")
 
 
-@dataclass
 class Metadata:
     """A whole checkpoint: its format, the layout to rebuild it, and its parameters in file order."""
 
-    format: str
-    layout: dict
-    params: dict[str, ParamEntry]
-    source: bytes = field(default=b"", compare=False, repr=False)  # the bytes it was read from
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and mutable
+
+    def __init__(self, format: str, layout: dict, params: dict[str, ParamEntry], source: bytes = b"") -> None:
+        self.format = format
+        self.layout = layout
+        self.params = params
+        self.source = source  # the bytes it was read from: not compared, not shown
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.format, self.layout, self.params) == (other.format, other.layout, other.params)
+
+    def __repr__(self) -> str:
+        return f"Metadata(format={self.format!r}, layout={self.layout!r}, params={self.params!r})"
 
     def dumps_unchanged(self, previous: "list[Metadata]") -> bytes:
         """dumps(), or the very bytes of an equal previous version (whichever git-theta wrote

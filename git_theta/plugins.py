@@ -6,18 +6,15 @@ built-in: third-party plug-ins add names, they do not replace ours.
 """
 
 import importlib
-from typing import Generic, TypeVar
 
 from git_theta.errors import ThetaError, shorten
-
-T = TypeVar("T")
 
 CHECKPOINTS = "git_theta.plugins.checkpoints"
 UPDATES = "git_theta.plugins.updates"
 MERGES = "git_theta.plugins.merges"
 
 
-class Registry(Generic[T]):
+class Registry:
     """Name -> plug-in class for one entry-point group; names are case-insensitive."""
 
     def __init__(self, group: str, kind: str, builtins: dict[str, str]):

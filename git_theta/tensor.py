@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections import namedtuple
 
 from git_theta import dtypes
 
+TYPE_CHECKING = False  # no dataclasses or typing here: see git_theta.dtypes
 if TYPE_CHECKING:
     import numpy as np
 
 
-@dataclass
 class RawTensor:
     """One parameter as git-theta moves it: no torch, no copies unless needed."""
 
-    dtype: str
-    shape: tuple[int, ...]
-    data: memoryview  # C-contiguous bytes, exactly nbytes long
+    __slots__ = ("dtype", "shape", "data")
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and mutable
+
+    def __init__(self, dtype: str, shape: tuple[int, ...], data: memoryview) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        self.data = data  # C-contiguous bytes, exactly nbytes long
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.dtype, self.shape, self.data) == (other.dtype, other.shape, other.data)
+
+    def __repr__(self) -> str:
+        return f"RawTensor(dtype={self.dtype!r}, shape={self.shape!r}, data={self.data!r})"
 
     @property
     def nbytes(self) -> int:
@@ -43,13 +54,10 @@ class RawTensor:
         return cls(name, tuple(int(s) for s in array.shape), memoryview(array.reshape(-1).view(np.uint8)))
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """What a writer must know of a tensor before its bytes arrive."""
+class TensorSpec(namedtuple("TensorSpec", "name dtype shape")):
+    """What a writer must know of a tensor before its bytes arrive (name, dtype, shape)."""
 
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
+    __slots__ = ()
 
 
 def numel(shape: tuple[int, ...] | list[int]) -> int:

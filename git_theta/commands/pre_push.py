@@ -11,13 +11,12 @@ log = get_logger(__name__)
 
 
 def _new_blobs(local_shas: list[str], remote: str, remote_shas: list[str], cwd: str) -> list[str]:
-    """Blobs reachable from the pushed commits but not from what the remote already has."""
-    exclude = [
-        f"^{sha}"
-        for sha in remote_shas
-        if sha != ZERO and repo.run(["cat-file", "-t", sha], cwd=cwd, check=False)
-    ]
-    return history.small_blobs([*local_shas, *exclude, "--not", f"--remotes={remote}"], cwd, "git push")
+    """Blobs reachable from the pushed commits but not from what the remote already has (a
+    remote commit we do not have is left out by git: --ignore-missing, one git call less per ref)."""
+    exclude = [f"^{sha}" for sha in remote_shas if sha != ZERO]
+    return history.small_blobs(
+        ["--ignore-missing", *local_shas, *exclude, "--not", f"--remotes={remote}"], cwd, "git push"
+    )
 
 
 def _objects_of(blobs: list[str], cwd: str) -> dict[str, int]:

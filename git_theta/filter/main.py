@@ -3,6 +3,11 @@
 import sys
 import threading
 
+# Before the import thread starts: dataclasses reads sys.modules["typing"] without the import lock,
+# and found it half imported by that thread (AttributeError: typing.ClassVar) once nothing on the
+# main thread imported typing first.
+import typing  # noqa: F401
+
 from git_theta.errors import ThetaError, from_os_error
 from git_theta.logs import get_logger
 

@@ -1,6 +1,10 @@
 """Git's pkt-line framing, used by the long-running filter protocol in both directions."""
 
-from typing import BinaryIO
+from __future__ import annotations
+
+TYPE_CHECKING = False  # no typing import in the hooks: see git_theta.dtypes
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 MAX_DATA = 65516  # largest payload of one packet
 FLUSH = b"0000"

@@ -1,7 +1,6 @@
 """Run git and answer questions about the repository (root, git dirs, blobs, config)."""
 
 import os
-import shutil
 import subprocess
 
 from git_theta.errors import ThetaError
@@ -159,6 +158,8 @@ def config_get(key: str, cwd: str | None = None) -> str | None:
 
 def lfs_available() -> bool:
     """True when the git-lfs tool can be run."""
+    import shutil  # on use: 3 ms of every hook's imports (bz2, lzma, ...)
+
     if shutil.which("git-lfs") is None:
         return False
     return subprocess.run(["git", "lfs", "version"], capture_output=True).returncode == 0

@@ -12,11 +12,12 @@ import mmap
 import os
 import threading
 from collections import deque
-from typing import TYPE_CHECKING
 
 from git_theta import config, memory
 from git_theta.errors import ThetaError
 from git_theta.git import repo
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see git_theta.dtypes
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor

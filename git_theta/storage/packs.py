@@ -6,7 +6,6 @@ instead of 10,000 (creating a file costs ~0.5 ms here, more than encoding a smal
 Large tensors keep an object each, so unchanged ones are still shared between versions.
 """
 
-import dataclasses
 import io
 from collections.abc import Callable, Iterator
 
@@ -107,7 +106,7 @@ class PackingStore:
             extra = dict(entry.extra)
             if not lone:
                 extra[PACK_KEY] = self.slices[i]
-            out[name] = dataclasses.replace(entry, oid=oid, size=size, extra=extra)
+            out[name] = entry.replace(oid=oid, size=size, extra=extra)
         self.buf, self.slices = io.BytesIO(), []
         return out
 

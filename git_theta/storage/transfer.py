@@ -6,7 +6,6 @@ oids to one `git lfs push --object-id` call per few hundred objects.
 """
 
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -177,6 +176,8 @@ def _link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst)
     except OSError:
+        import shutil  # on use: see git.repo
+
         shutil.copyfile(src, dst)
 
 
@@ -343,6 +344,8 @@ def _drain_content(r) -> None:
 
 def require_git_lfs(purpose: str) -> None:
     """A clear error (instead of git's "not a git command") when git-lfs is not installed."""
+    import shutil  # on use: see git.repo
+
     if shutil.which("git-lfs") is None:
         raise MissingObjectError(
             f"git-lfs is not installed, and git-theta needs it to {purpose}; install it "
@@ -409,6 +412,8 @@ def _copy_into(src: str, dst: str, tmp_dir: str) -> None:
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     tmp = os.path.join(tmp_dir, f"theta-push-{os.path.basename(dst)[:16]}-{os.getpid()}")
     try:
+        import shutil  # on use: see git.repo
+
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
     finally:

@@ -7,7 +7,7 @@ changes are applied bottom-up. Chains are bounded by GIT_THETA_MAX_CHAIN (defaul
 
 import os
 
-from git_theta import parallel, plugins
+from git_theta import plugins
 from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
@@ -81,6 +81,8 @@ def rebuild(
         if i == len(chain) - 1:
             return kinds[i].load(chain[i], store, name)
         return kinds[i].read_parts(chain[i], store, name)
+
+    from git_theta import parallel  # on use: typing, which the pre-push hook never needs
 
     steps = list(parallel.ordered_map(read, range(len(chain)))) if len(chain) > 1 else [read(0)]
     value = snapshot = steps[-1]

@@ -1,6 +1,5 @@
 """Storing one tensor through an update type: the single path used by clean, merges and the API."""
 
-import dataclasses
 import hashlib
 
 from git_theta import plugins
@@ -53,4 +52,4 @@ def store_tensor(
             seen["snapshot"] = ctx._values[1]
     finally:
         ctx.release()
-    return entry if entry.hash else dataclasses.replace(entry, hash=digest)
+    return entry if entry.hash else entry.replace(hash=digest)

@@ -1,6 +1,5 @@
 """Small tensors share pack objects; entries point at their slices and read back bit-exact."""
 
-import dataclasses
 import os
 import subprocess
 
@@ -76,10 +75,10 @@ def test_slice_past_the_object_is_an_error(store):
     entries = p.finish(
         {n: store_tensor(RawTensor.from_numpy(np.ones(10, np.float32) * i), p, n) for i, n in enumerate("ab")}
     )
-    bad = dataclasses.replace(entries["a"], extra={**entries["a"].extra, "pack": [10**9, 5]})
+    bad = entries["a"].replace(extra={**entries["a"].extra, "pack": [10**9, 5]})
     with pytest.raises(ThetaError, match="points past the end"):
         load_entry(bad, store, "a")
-    worse = dataclasses.replace(entries["a"], extra={**entries["a"].extra, "pack": "x"})
+    worse = entries["a"].replace(extra={**entries["a"].extra, "pack": "x"})
     with pytest.raises(ThetaError, match="malformed pack slice"):
         load_entry(worse, store, "a")
 

@@ -1,7 +1,6 @@
 """Content verification modes (GIT_THETA_VERIFY): an entry this repository stored or checked is
 trusted (`once`, the default), every tensor is checked (`always`), or none (`0`)."""
 
-import dataclasses
 import os
 import subprocess
 
@@ -53,7 +52,7 @@ def test_an_entry_not_on_record_is_checked_and_a_mismatch_refused(store, monkeyp
     monkeypatch.setenv("GIT_THETA_VERIFY", "once")
     value, entry = _stored(store)
     other, other_entry = _stored(store, 1)
-    forged = dataclasses.replace(entry, oid=other_entry.oid, size=other_entry.size)
+    forged = entry.replace(oid=other_entry.oid, size=other_entry.size)
     assert not verified.is_verified(store, forged)
     with pytest.raises(ThetaError, match="does not match the content hash"):
         load_entry(forged, store, "w")
