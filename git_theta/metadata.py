@@ -21,6 +21,7 @@ import json
 from git_theta import dtypes
 from git_theta.errors import ThetaError, shorten
 from git_theta.jsontext import dumps_indent1
+from git_theta.records import Record
 from git_theta.tensor import numel
 
 VERSION = 2
@@ -44,12 +45,11 @@ _MAX_DEPTH = 400  # nesting: update chains (at most 64 steps, 2 levels each) and
 _MAX_TENSOR_BYTES = 1 << 44  # 16 TiB: past any real tensor; refused before anything is allocated
 
 
-class ParamEntry:
-    """One stored parameter: what the tensor is, where its bytes are, how they were stored. A
-    plain class, not a dataclass: see git_theta.dtypes."""
+class ParamEntry(Record):
+    """One stored parameter: what the tensor is, where its bytes are, how they were stored."""
 
-    _FIELDS = ("dtype", "shape", "hash", "oid", "size", "update_type", "codec", "extra")
-    __hash__ = None  # type: ignore[assignment]  # equal by value, and mutable
+    _COMPARED = ("dtype", "shape", "hash", "oid", "size", "update_type", "codec", "extra")
+    __slots__ = ("__dict__",)  # attributes as before: plug-ins may keep their own on an entry
 
     def __init__(
         self,
@@ -71,20 +71,9 @@ class ParamEntry:
         self.codec = codec
         self.extra = {} if extra is None else extra  # update-specific facts (what it builds on, ...)
 
-    def _values(self) -> tuple:
-        return tuple(getattr(self, name) for name in self._FIELDS)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __repr__(self) -> str:
-        return "ParamEntry(" + ", ".join(f"{k}={v!r}" for k, v in zip(self._FIELDS, self._values())) + ")"
-
     def replace(self, **changes) -> "ParamEntry":
         """A copy with `changes` (as dataclasses.replace)."""
-        return ParamEntry(**{**dict(zip(self._FIELDS, self._values())), **changes})
+        return ParamEntry(**{**dict(zip(self._COMPARED, self._values())), **changes})
 
     def same_tensor(self, other: "ParamEntry") -> bool:
         return (
@@ -165,24 +154,17 @@ def check_name(name) -> None:
         raise ThetaError(f"parameter name {shorten(name)} is too long or holds control characters")
 
 
-class Metadata:
+class Metadata(Record):
     """A whole checkpoint: its format, the layout to rebuild it, and its parameters in file order."""
 
-    __hash__ = None  # type: ignore[assignment]  # equal by value, and mutable
+    _COMPARED = ("format", "layout", "params")
+    __slots__ = ("__dict__",)
 
     def __init__(self, format: str, layout: dict, params: dict[str, ParamEntry], source: bytes = b"") -> None:
         self.format = format
         self.layout = layout
         self.params = params
         self.source = source  # the bytes it was read from: not compared, not shown
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self.format, self.layout, self.params) == (other.format, other.layout, other.params)
-
-    def __repr__(self) -> str:
-        return f"Metadata(format={self.format!r}, layout={self.layout!r}, params={self.params!r})"
 
     def dumps_unchanged(self, previous: "list[Metadata]") -> bytes:
         """dumps(), or the very bytes of an equal previous version (whichever git-theta wrote

@@ -5,30 +5,23 @@ from __future__ import annotations
 from collections import namedtuple
 
 from git_theta import dtypes
+from git_theta.records import Record
 
 TYPE_CHECKING = False  # no dataclasses or typing here: see git_theta.dtypes
 if TYPE_CHECKING:
     import numpy as np
 
 
-class RawTensor:
+class RawTensor(Record):
     """One parameter as git-theta moves it: no torch, no copies unless needed."""
 
-    __slots__ = ("dtype", "shape", "data")
-    __hash__ = None  # type: ignore[assignment]  # equal by value, and mutable
+    _COMPARED = ("dtype", "shape", "data")
+    __slots__ = _COMPARED
 
     def __init__(self, dtype: str, shape: tuple[int, ...], data: memoryview) -> None:
         self.dtype = dtype
         self.shape = shape
         self.data = data  # C-contiguous bytes, exactly nbytes long
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self.dtype, self.shape, self.data) == (other.dtype, other.shape, other.data)
-
-    def __repr__(self) -> str:
-        return f"RawTensor(dtype={self.dtype!r}, shape={self.shape!r}, data={self.data!r})"
 
     @property
     def nbytes(self) -> int:
