@@ -20,6 +20,8 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "direct_io": ("GIT_THETA_DIRECT_IO", "theta.directIo", "auto"),  # objects skip the page cache
     # checkouts that run post-checkout: the hook writes large models itself (filter/deferred.py)
     "direct_checkout": ("GIT_THETA_DIRECT_CHECKOUT", "theta.directCheckout", "auto"),
+    # a checkpoint the filter wrote keeps a second link for git's next unlink (filter/replaced.py)
+    "keep_replaced": ("GIT_THETA_KEEP_REPLACED", "theta.keepReplaced", "auto"),
     # background saves of one path that may wait behind the one running before save() blocks
     "save_queue": ("GIT_THETA_SAVE_QUEUE", "theta.saveQueue", "1"),
     # unreferenced objects younger than this are spared by prune (git's date syntax; default:

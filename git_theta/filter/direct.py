@@ -110,7 +110,8 @@ def _put_in_place(job: _Job) -> None:
         mtime = os.fstat(fd).st_mtime_ns
     finally:
         os.close(fd)
-    replaced.keep(job.tmp, repo.git_path(replaced.DIR, job.top))  # before the stat the index gets
+    if replaced.wanted(job.tmp):  # before the stat the index gets
+        replaced.keep(job.tmp, repo.git_path(replaced.DIR, job.top))
     os.chmod(job.tmp, os.stat(full).st_mode & 0o7777)
     os.replace(job.tmp, full)
     if not ours:

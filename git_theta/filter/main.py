@@ -53,6 +53,7 @@ def _fail(path: str, exc: BaseException) -> None:
 
 
 _freeing: threading.Thread | None = None
+_replaced_dir: str | None = None
 
 
 def _start() -> None:
@@ -66,9 +67,10 @@ def _start() -> None:
         ["hooks/pre-push", "hooks/post-checkout", "hooks/post-merge", "theta-direct-checkout", "index"]
         + [replaced.DIR]
     )
-    global _freeing
+    global _freeing, _replaced_dir
     try:  # files git just let go of, freed while this process decodes (filter.replaced)
-        _freeing = replaced.free_in_background(repo.git_path(replaced.DIR))
+        _replaced_dir = repo.git_path(replaced.DIR)
+        _freeing = replaced.free_in_background(_replaced_dir)
     except ThetaError:  # outside a repository
         pass
     repo.config_snapshot()  # read now, while the import thread has the interpreter
@@ -103,13 +105,23 @@ def main() -> None:
         if not process:
             raise
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    if _freeing is not None:
-        _freeing.join()
+    _free_replaced()
     if process:
         from git_theta.procs import exit_now
 
         exit_now(code)
     sys.exit(code)
+
+
+def _free_replaced() -> None:
+    """Wait for the start's freeing, then free what git let go of after this process started (a
+    command that ran the clean filter before it replaced the file): nothing to do on most runs."""
+    if _freeing is not None:
+        _freeing.join()
+    if _replaced_dir is not None:
+        from git_theta.filter import replaced
+
+        replaced.free(_replaced_dir)
 
 
 def _cli() -> None:

@@ -184,6 +184,12 @@ def _dead_pid() -> int:
     return p.pid
 
 
+@pytest.fixture
+def keeping(direct):
+    direct.env["GIT_THETA_KEEP_REPLACED"] = "1"  # auto: only on file systems mounted with discard
+    return direct
+
+
 def _replaced_dir(repo) -> str:
     return os.path.join(repo.cwd, ".git", "theta-replaced")
 
@@ -196,40 +202,47 @@ def _links(repo) -> dict[str, int]:
     return {name: os.stat(os.path.join(where, name)).st_nlink for name in os.listdir(where)}
 
 
-def test_a_written_checkpoint_keeps_a_second_link_that_the_next_checkout_frees(direct):
-    path, first, second = _two_versions(direct)
-    direct("checkout", "-q", "HEAD~1")
+def test_a_written_checkpoint_keeps_a_second_link_that_the_next_checkout_frees(keeping):
+    path, first, second = _two_versions(keeping)
+    keeping("checkout", "-q", "HEAD~1")
     st = os.stat(path)
-    assert st.st_nlink == 2 and list(_links(direct).values()) == [2]
-    assert _filters_started(direct, "status", "--porcelain") == 0  # the link came before the index's stat
-    direct("switch", "-q", "main")  # git drops the old file's work-tree link; the filter frees the rest
-    assert _sha(path) == second and list(_links(direct).values()) == [2]
-    direct("checkout", "-q", "HEAD~1", "--", "m.safetensors")
-    assert _sha(path) == first and list(_links(direct).values()) == [2]
-    assert direct.status().strip() == "M  m.safetensors"
+    assert st.st_nlink == 2 and list(_links(keeping).values()) == [2]
+    assert _filters_started(keeping, "status", "--porcelain") == 0  # the link came before the index's stat
+    keeping("switch", "-q", "main")  # git drops the old file's work-tree link; the filter frees the rest
+    assert _sha(path) == second and list(_links(keeping).values()) == [2]
+    keeping("checkout", "-q", "HEAD~1", "--", "m.safetensors")
+    assert _sha(path) == first and list(_links(keeping).values()) == [2]
+    assert keeping.status().strip() == "M  m.safetensors"
 
 
-def test_prune_frees_a_deleted_checkpoint_the_filter_wrote(direct):
-    path, first, _ = _two_versions(direct)
-    direct("checkout", "-q", "HEAD~1")
+def test_prune_frees_a_deleted_checkpoint_the_filter_wrote(keeping):
+    path, first, _ = _two_versions(keeping)
+    keeping("checkout", "-q", "HEAD~1")
     os.remove(path)  # the user deletes it: its blocks stay held by the second link
-    assert list(_links(direct).values()) == [1]
-    out = direct.theta("prune").stdout.decode()
+    assert list(_links(keeping).values()) == [1]
+    out = keeping.theta("prune").stdout.decode()
     assert "would delete" in out and "of checkpoints replaced in the work tree" in out
-    assert list(_links(direct).values()) == [1]
-    out = direct.theta("prune", "--force").stdout.decode()
-    assert "deleted" in out and _links(direct) == {}
+    assert list(_links(keeping).values()) == [1]
+    out = keeping.theta("prune", "--force").stdout.decode()
+    assert "deleted" in out and _links(keeping) == {}
 
 
-def test_an_edited_checkpoint_is_not_touched_by_freeing(direct):
-    path, first, second = _two_versions(direct)
-    direct("checkout", "-q", "HEAD~1")
+def test_an_edited_checkpoint_is_not_touched_by_freeing(keeping):
+    path, first, second = _two_versions(keeping)
+    keeping("checkout", "-q", "HEAD~1")
     with open(path, "r+b") as f:  # edited in place, same inode: the link sees the edit
         f.seek(-4, os.SEEK_END)
         f.write(np.float32(1.5).tobytes())
     edited = _sha(path)
-    direct("add", "m.safetensors")  # a filter process starts and frees what nothing holds: nothing
-    assert _sha(path) == edited and list(_links(direct).values()) == [2]
-    direct("commit", "-qm", "edit")
-    direct("checkout", "-q", "main")
-    assert _sha(path) == second and list(_links(direct).values()) == [2]
+    keeping("add", "m.safetensors")  # a filter process starts and frees what nothing holds: nothing
+    assert _sha(path) == edited and list(_links(keeping).values()) == [2]
+    keeping("commit", "-qm", "edit")
+    keeping("checkout", "-q", "main")
+    assert _sha(path) == second and list(_links(keeping).values()) == [2]
+
+
+def test_no_second_link_when_told_not_to(direct):
+    direct.env["GIT_THETA_KEEP_REPLACED"] = "0"
+    path, first, _ = _two_versions(direct)
+    direct("checkout", "-q", "HEAD~1")
+    assert _sha(path) == first and os.stat(path).st_nlink == 1 and _links(direct) == {}

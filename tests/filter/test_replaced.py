@@ -29,3 +29,32 @@ def test_without_a_place_for_the_link_nothing_is_kept_and_nothing_fails(tmp_path
     assert os.stat(model).st_nlink == 1
     assert replaced.free(str(blocker)) == 0 and replaced.free(str(tmp_path / "missing")) == 0
     assert replaced.free_in_background(str(tmp_path / "missing")) is None
+
+
+_MOUNTINFO = """22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard,resv_strict
+28 27 254:1 / /data rw,relatime - ext4 /dev/vdb rw,errors=remount-ro
+29 27 254:2 / /fast rw,relatime,discard - xfs /dev/vdc rw
+30 27 254:3 / /btr rw,relatime - btrfs /dev/vdd rw,ssd,discard=async,space_cache=v2
+"""
+
+
+def test_online_discard_is_read_from_the_mount_of_the_files_device(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text(_MOUNTINFO)
+    found = {minor: replaced.online_discard(os.makedev(254, minor), str(info)) for minor in range(5)}
+    # discard=async frees in the background: unlinking does not wait for it
+    assert found == {0: True, 1: False, 2: True, 3: False, 4: False}
+    assert replaced.online_discard(os.makedev(254, 0), str(tmp_path / "missing")) is False
+
+
+def test_the_setting_decides_before_the_file_system(tmp_path, monkeypatch):
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"x")
+    monkeypatch.setenv("GIT_THETA_KEEP_REPLACED", "0")
+    assert replaced.wanted(str(model)) is False
+    monkeypatch.setenv("GIT_THETA_KEEP_REPLACED", "1")
+    assert replaced.wanted(str(model)) is True
+    monkeypatch.setenv("GIT_THETA_KEEP_REPLACED", "auto")
+    assert replaced.wanted(str(model)) is replaced.online_discard(os.stat(model).st_dev)
+    assert replaced.wanted(str(tmp_path / "gone")) is False
