@@ -42,6 +42,7 @@ MAX_METADATA = 512 << 20
 _MAX_NAME = 1024  # characters in a parameter name
 _MAX_NDIM = 32
 _MAX_DEPTH = 400  # nesting: update chains (at most 64 steps, 2 levels each) and layout trees fit
+_HEX = frozenset("0123456789abcdef")
 _MAX_TENSOR_BYTES = 1 << 44  # 16 TiB: past any real tensor; refused before anything is allocated
 
 
@@ -132,7 +133,7 @@ class ParamEntry(Record):
             ) from None
         if entry.dtype not in dtypes.DTYPES:
             raise ThetaError(f"{where} has unknown dtype {shorten(entry.dtype)}")
-        if len(entry.oid) != 64 or any(c not in "0123456789abcdef" for c in entry.oid):
+        if len(entry.oid) != 64 or not _HEX.issuperset(entry.oid):
             raise ThetaError(f"{where} has a malformed LFS oid")
         if any(s < 0 for s in shape) or entry.size < 0:
             raise ThetaError(f"{where} has a negative dimension or size")
@@ -150,7 +151,7 @@ def check_name(name) -> None:
     """Parameter names come from files we did not write: bounded, printable strings."""
     if not isinstance(name, str):
         raise ThetaError(f"parameter name {shorten(name)} is not a string")
-    if len(name) > _MAX_NAME or any(ord(c) < 32 for c in name):
+    if len(name) > _MAX_NAME or (name and min(name) < " "):  # min(): the lowest code point, in C
         raise ThetaError(f"parameter name {shorten(name)} is too long or holds control characters")
 
 
