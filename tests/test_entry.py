@@ -44,16 +44,3 @@ def test_the_short_way_says_failures_as_the_cli_does(tmp_path):
 def test_everything_else_is_the_click_program(tmp_path):
     r = subprocess.run([*RUN, "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and "Usage: git-theta" in r.stdout and "track" in r.stdout
-
-
-def test_the_hooks_imports_leave_out_what_only_costs_start_up():
-    """dataclasses (with inspect), typing, shutil, click and numpy: ~20 ms of every push together,
-    which Git LFS's Go hook does not pay (git_theta.dtypes)."""
-    code = "import sys, git_theta.entry, git_theta.commands.pre_push; print(' '.join(sorted(sys.modules)))"
-    loaded = set(
-        subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout.split()
-    )
-    assert "git_theta.metadata" in loaded
-    assert not loaded & {"dataclasses", "inspect", "typing", "shutil", "click", "numpy", "logging"}

@@ -10,7 +10,7 @@ from git_theta.commands.diff import WORKTREE, resolve, split_args
 from git_theta.filter.context import git_subcommand
 from git_theta.git import repo
 
-ZERO = "0" * 40
+ZERO = repo.ZERO
 Side = str | None  # a commit, "" for the index, WORKTREE (None)
 
 

@@ -9,7 +9,6 @@ from git_theta.errors import ThetaError
 from git_theta.git import repo
 from git_theta.metadata import Metadata, is_metadata
 
-ZERO = "0" * 40
 _PEEK = 4096  # bytes read from the start of a blob too large to be metadata, to tell what it is
 
 
@@ -151,6 +150,6 @@ def metadata_by_commit(rev_list_args: list[str], cwd: str) -> dict[str, tuple[st
         elif line.startswith(":"):
             meta, _, path = line.partition("\t")
             new = meta.split()[3]
-            if new != ZERO:
+            if new != repo.ZERO:
                 where.setdefault(new, (commit, path))
     return where

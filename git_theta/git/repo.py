@@ -5,12 +5,43 @@ import subprocess
 
 from git_theta.errors import ThetaError
 
+ZERO = "0" * 40  # git's object name for "none" (a new or deleted ref, a missing side of a diff)
+
+_started: dict[tuple, subprocess.Popen] = {}
+
+
+def start(args: list[str], cwd: str, input: bytes = b"") -> None:
+    """Start `git ARGS` now; the run() or config_list() asking the same (args, cwd, input) later
+    takes its answer. For questions a short process will ask anyway: they run while it works
+    (the pre-push hook asks three at once while it loads its modules)."""
+    key = (tuple(args), cwd, input)
+    if key not in _started:
+        proc = subprocess.Popen(
+            ["git", *args], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            proc.stdin.write(input)  # a few lines: within the pipe's buffer
+            proc.stdin.close()
+        except OSError:
+            pass
+        proc.stdin = None  # closed: communicate() only reads
+        _started[key] = proc
+
+
+def _git(args: list[str], cwd: str | None, input: bytes | None = None, env=None):
+    """`git ARGS` completed: the one start() began, else run now."""
+    proc = _started.pop((tuple(args), cwd, input or b""), None) if env is None else None
+    if proc is None:
+        return subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, env=env)
+    out, err = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
 
 def run(
     args: list[str], cwd: str | None = None, input: bytes | None = None, check: bool = True, env=None
 ) -> bytes:
     """Run `git ARGS` and return stdout; raise ThetaError with git's message on failure."""
-    proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, env=env)
+    proc = _git(args, cwd, input, env)
     if check and proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise ThetaError(f"git {args[0]} failed: {msg[-1] if msg else f'exit code {proc.returncode}'}")
@@ -121,7 +152,7 @@ def config_key(key: str) -> str:
 def config_list(args: list[str], cwd: str | None = None) -> dict[str, str] | None:
     """`git config -z ARGS` (a listing: --list, --get-regexp) as key -> last value, keys as git
     prints them (see config_key); None when git finds none or refuses (no such file or blob)."""
-    proc = subprocess.run(["git", "config", "-z", *args], cwd=cwd, capture_output=True)
+    proc = _git(["config", "-z", *args], cwd)
     if proc.returncode != 0:
         return None
     values = {}

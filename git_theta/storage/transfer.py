@@ -95,6 +95,17 @@ def _lfs_setting(key: str, cwd: str) -> str | None:
 
 
 _lfsconfigs: dict[str, dict[str, str]] = {}
+_LFSCONFIG_BLOBS = b":.lfsconfig\nHEAD:.lfsconfig\n"  # where git-lfs reads it without a work-tree file
+
+
+def look_ahead(top: str) -> None:
+    """Start the git calls a push from `top` makes to find its remote's objects folder (git
+    config, and where the .lfsconfig is), so that they run while the pushing process works."""
+    from git_theta.git import repo
+
+    repo.start(["config", "-z", "--list"], top)
+    if not os.path.isfile(os.path.join(top, ".lfsconfig")):
+        repo.start(["cat-file", "--batch-check"], top, _LFSCONFIG_BLOBS)
 
 
 def _lfsconfig(top: str) -> dict[str, str]:
@@ -106,11 +117,9 @@ def _lfsconfig(top: str) -> dict[str, str]:
         if os.path.isfile(os.path.join(top, ".lfsconfig")):
             sources = [["-f", os.path.join(top, ".lfsconfig")]]
         else:  # one git call finds which blob exists (most repositories have neither)
-            names = [":.lfsconfig", "HEAD:.lfsconfig"]
-            check = repo.run(
-                ["cat-file", "--batch-check"], top, "\n".join(names).encode() + b"\n", check=False
-            )
+            check = repo.run(["cat-file", "--batch-check"], top, _LFSCONFIG_BLOBS, check=False)
             lines = check.decode("utf-8", "replace").splitlines()
+            names = _LFSCONFIG_BLOBS.decode().split()
             sources = [["--blob", n] for n, line in zip(names, lines) if not line.endswith(" missing")]
         found = None
         for source in sources:

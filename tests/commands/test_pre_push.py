@@ -32,3 +32,22 @@ def test_a_force_push_over_a_commit_we_never_fetched_uploads_our_objects(repo, b
     fresh = tmp_path / "fresh"
     subprocess.run(["git", "clone", "-q", bare_remote, str(fresh)], env=repo.env, check=True)
     assert hashlib.sha256(open(fresh / "m.safetensors", "rb").read()).hexdigest() == ours
+
+
+def test_the_hook_imports_nothing_that_only_costs_start_up(repo, bare_remote):
+    """dataclasses (with inspect), typing, shutil, click, numpy and logging: ~20 ms of every push
+    together, which Git LFS's Go hook does not pay (git_theta.dtypes). Read from the real hook's
+    own import log (PYTHONPROFILEIMPORTTIME)."""
+    repo.theta("track", "*.safetensors")
+    _save(os.path.join(repo.cwd, "m.safetensors"), 0)
+    repo("add", "-A")
+    repo("commit", "-qm", "v1")
+    repo("remote", "add", "origin", bare_remote)
+    repo.env["PYTHONPROFILEIMPORTTIME"] = "1"
+    try:
+        log = repo("push", "-q", "origin", "main").stderr.decode()
+    finally:
+        del repo.env["PYTHONPROFILEIMPORTTIME"]
+    loaded = {line.rsplit("|", 1)[1].strip() for line in log.splitlines() if line.startswith("import time:")}
+    assert {"git_theta.commands.pre_push", "git_theta.metadata", "json"} <= loaded
+    assert not loaded & {"dataclasses", "inspect", "typing", "shutil", "click", "numpy", "logging"}
