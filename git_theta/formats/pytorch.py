@@ -3,7 +3,6 @@
 import hashlib
 import pickle
 import struct
-import zlib
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -204,7 +203,7 @@ class PyTorchCheckpoint(CheckpointFormat):
             zw.add(name, data)
         digest = hashlib.sha256()
         # checksums on worker threads while this one writes
-        with_crc = parallel.ordered_map(lambda t: (t, zlib.crc32(t.data)), tensors)
+        with_crc = parallel.ordered_map(lambda t: (t, zipio.crc32(t.data)), tensors)
         for spec, (tensor, crc) in zip(specs, with_crc):
             zw.add(f"{archive}/data/{keys[spec.name][0]}", tensor.data, crc)
             digest.update(f"{spec.name}\0{spec.dtype}\0{spec.shape}\0".encode())

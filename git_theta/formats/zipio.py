@@ -8,6 +8,12 @@ lets smudge stream a checkpoint tensor by tensor.
 import struct
 import zipfile
 import zlib
+
+try:  # ISA-L's CRC-32 (the zip one): 10.3 GB/s here against zlib's 2.4 GB/s, which made a 498 MB
+    # .pt checkout spend 0.2 s of CPU (0.10-0.14 s of wall time) on checksums alone
+    from isal.isal_zlib import crc32
+except ImportError:  # a platform without its wheels: zlib's, slower, same values
+    from zlib import crc32
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -180,11 +186,11 @@ class ZipWriter:
         return at
 
     def add(self, name: str, data, crc: int | None = None) -> None:
-        """Append a stored member; pass `crc` (zlib.crc32 of data) if already known."""
+        """Append a stored member; pass `crc` (crc32 of data) if already known."""
         data = memoryview(data).cast("B")
         bname = name.encode("utf-8")
         size = len(data)
-        crc = zlib.crc32(data) if crc is None else crc
+        crc = crc32(data) if crc is None else crc
         version = 45 if size >= _U32 or self.offset >= _U32 else 20
         s32 = _U32 if size >= _U32 else size
         start = self.offset
