@@ -1,5 +1,6 @@
 """The training-loop examples and framework callbacks, run as users run them, in a real repo."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,6 +18,15 @@ def train_repo(repo, monkeypatch):
         monkeypatch.setenv(key, value)
     repo("commit", "-q", "--allow-empty", "-m", "init")
     return repo
+
+
+def needs(*names: str) -> None:
+    """Skip unless the packages are installed, without importing them here: the examples import
+    them in their own process, and lightning's import pulls in triton, which crashes a process
+    that imported TensorFlow before (tensorflow-cpu 2.21 and triton 3.7: a segmentation fault)."""
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}")
 
 
 def run_example(repo, name, *args):
@@ -37,8 +47,8 @@ def test_plain_training_loop_example(train_repo):
 
 
 def test_transformers_trainer_callback(train_repo):
-    pytest.importorskip("transformers")
-    pytest.importorskip("accelerate")
+    needs("transformers")
+    needs("accelerate")
     run_example(train_repo, "hf_trainer.py", "--steps", "3")
     versions = git_theta.log("model.safetensors", repo=train_repo.cwd)
     assert [v.message for v in versions] == ["step 3", "step 2", "step 1"]
@@ -48,7 +58,7 @@ def test_transformers_trainer_callback(train_repo):
 
 
 def test_lightning_callback(train_repo):
-    pytest.importorskip("lightning")
+    needs("lightning")
     run_example(train_repo, "lightning_train.py", "--epochs", "2")
     versions = git_theta.log("model.pt", repo=train_repo.cwd)
     assert [v.message for v in versions] == ["epoch 1 step 8", "epoch 0 step 4"]
