@@ -62,6 +62,16 @@ def get_bool(name: str) -> bool:
     return value in ("1", "true", "yes", "on")
 
 
+def get_switch(name: str) -> bool | None:
+    """An on/off/auto setting: True for 1/true/yes/on, False for 0/false/no/off, None otherwise."""
+    value = (get(name) or "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
 def get_float(name: str) -> float | None:
     value = get(name)
     if value is None or value == "":

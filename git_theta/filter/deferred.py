@@ -42,10 +42,8 @@ def should_write_directly(meta: Metadata) -> bool:
     never reads the file back (checkout, switch, restore, clone)."""
     from git_theta.filter.context import under_hooked_command
 
-    mode = (config.get("direct_checkout") or "auto").strip().lower()
-    if mode in ("0", "false", "no", "off"):
-        return False
-    if mode not in ("1", "true", "yes", "on") and model_bytes(meta) < DIRECT_MIN_BYTES:
+    switch = config.get_switch("direct_checkout")
+    if switch is False or (switch is None and model_bytes(meta) < DIRECT_MIN_BYTES):
         return False
     return under_hooked_command()
 

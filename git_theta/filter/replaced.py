@@ -25,11 +25,9 @@ DIR = "theta-replaced"  # under the (per-worktree) git dir
 def wanted(path: str) -> bool:
     """Whether the file at `path` should keep a second link (GIT_THETA_KEEP_REPLACED; `auto`: its
     file system discards freed blocks online)."""
-    mode = (config.get("keep_replaced") or "auto").strip().lower()
-    if mode in ("0", "false", "no", "off"):
-        return False
-    if mode in ("1", "true", "yes", "on"):
-        return True
+    switch = config.get_switch("keep_replaced")
+    if switch is not None:
+        return switch
     try:
         return online_discard(os.stat(path).st_dev)
     except OSError:
