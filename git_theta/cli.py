@@ -1,28 +1,9 @@
-"""`git theta ...`: the click command group; each command parses and dispatches to commands/."""
+"""`git theta ...`: the click command group; each command parses and dispatches to commands/
+(failures are said by git_theta.errors.guarded, which git_theta.entry runs the group in)."""
 
-import functools
 import sys
 
 import click
-
-from git_theta.errors import ThetaError, user_message
-
-
-def _user_errors(fn):
-    """Show expected failures as one line on stderr with a non-zero exit, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (ThetaError, OSError) as exc:
-            known = user_message(exc)
-            if known is None:
-                raise
-            click.echo(f"git-theta: error: {known}", err=True)
-            sys.exit(1)
-
-    return wrapper
 
 
 def _note_if_not_set_up(paths: list[str] | None = None) -> None:
@@ -55,7 +36,6 @@ def main() -> None:
     show_default=True,
     help="Which git config file to write.",
 )
-@_user_errors
 def install(scope: str) -> None:
     """Register git-theta's filter, diff and merge drivers with git."""
     from git_theta.commands.install import install as run
@@ -66,7 +46,6 @@ def install(scope: str) -> None:
 
 @main.command()
 @click.argument("patterns", nargs=-1, required=True)
-@_user_errors
 def track(patterns: tuple[str, ...]) -> None:
     """Track checkpoint files (paths or globs) with git-theta."""
     from git_theta.commands.track import stage_committed_raw
@@ -82,7 +61,6 @@ def track(patterns: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("patterns", nargs=-1, required=True)
-@_user_errors
 def untrack(patterns: tuple[str, ...]) -> None:
     """Stop tracking patterns added with `git theta track`."""
     from git_theta.commands.track import untrack as run
@@ -92,7 +70,6 @@ def untrack(patterns: tuple[str, ...]) -> None:
 
 
 @main.command()
-@_user_errors
 def formats() -> None:
     """List the installed checkpoint formats (built-in and plug-ins)."""
     from git_theta import plugins
@@ -103,7 +80,6 @@ def formats() -> None:
 
 
 @main.command("ls-files")
-@_user_errors
 def ls_files() -> None:
     """List the checkpoints in the index that git-theta tracks."""
     from git_theta.commands.ls_files import ls_files as run
@@ -130,7 +106,6 @@ def ls_files() -> None:
     "ia3 ia3. Named parameters become HEAD's value combined with them; FILE is rewritten to match.",
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
-@_user_errors
 def add(update_type: str | None, update_data: str | None, args: tuple[str, ...]) -> None:
     """`git add` checkpoints with a chosen update type (other git add flags pass through)."""
     from git_theta.commands.add import add as run
@@ -143,7 +118,6 @@ def add(update_type: str | None, update_data: str | None, args: tuple[str, ...])
 @main.command()
 @click.argument("args", nargs=-1)
 @click.option("--include", "paths", multiple=True, help="Only these tracked paths (repeatable).")
-@_user_errors
 def fetch(args: tuple[str, ...], paths: tuple[str, ...]) -> None:
     """Download the tensors of [REMOTE] [REV...] (default HEAD) for offline work."""
     from git_theta.commands.fetch import fetch as run
@@ -159,7 +133,6 @@ def fetch(args: tuple[str, ...], paths: tuple[str, ...]) -> None:
 @click.option(
     "--pending", is_flag=True, help="The models a low-memory checkout left as metadata (the hooks use this)."
 )
-@_user_errors
 def checkout_models(paths: tuple[str, ...], pending: bool) -> None:
     """Write models left as metadata (GIT_THETA_SKIP_SMUDGE=1, low-memory checkouts), tensor by tensor."""
     from git_theta.commands.fetch import checkout_models as run
@@ -183,7 +156,6 @@ def checkout_models(paths: tuple[str, ...], pending: bool) -> None:
 @click.option(
     "--no-reflog", is_flag=True, help="Do not keep what only reflog entries (besides the stash) reach."
 )
-@_user_errors
 def prune(force: bool, verbose: bool, expire: str | None, no_reflog: bool) -> None:
     """Delete local tensors that no ref, reflog, stash, worktree HEAD or index refers to."""
     from git_theta.commands.prune import prune as run
@@ -213,7 +185,6 @@ def prune(force: bool, verbose: bool, expire: str | None, no_reflog: bool) -> No
 @main.command()
 @click.argument("revs", nargs=-1)
 @click.option("--no-fetch", is_flag=True, help="Do not try to fetch objects missing locally.")
-@_user_errors
 def fsck(revs: tuple[str, ...], no_fetch: bool) -> None:
     """Check every tensor the models in REV... (default: all refs) refer to; non-zero exit on damage."""
     from git_theta.commands.fsck import fsck as run
@@ -246,7 +217,6 @@ def fsck(revs: tuple[str, ...], no_fetch: bool) -> None:
     "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also write a bar chart (PNG)."
 )
 @click.option("--color/--no-color", default=None, help="Color the output (default: on a terminal).")
-@_user_errors
 def diff(args, cached, as_json, as_stat, threshold, plot_path, color) -> None:
     """Show how tracked models changed: [REV_A] [REV_B] [-- PATH...]."""
     import json
@@ -275,7 +245,6 @@ def diff(args, cached, as_json, as_stat, threshold, plot_path, color) -> None:
 @main.command("pre-push", hidden=True)
 @click.argument("remote")
 @click.argument("url", default="")
-@_user_errors
 def pre_push(remote: str, url: str) -> None:
     """Run by the pre-push hook: upload the LFS objects of pushed commits."""
     from git_theta.commands.pre_push import pre_push as run
@@ -284,4 +253,6 @@ def pre_push(remote: str, url: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from git_theta.errors import guarded
+
+    sys.exit(guarded(main))

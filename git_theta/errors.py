@@ -1,4 +1,7 @@
-"""User-facing errors: one clear line naming the file and the fix, never a traceback."""
+"""User-facing errors: one clear line naming the file and the fix, never a traceback; and the
+boundary every entry point runs in (guarded)."""
+
+import sys
 
 MAX_MESSAGE = 600  # characters: a value pasted into a message must not flood the terminal
 
@@ -28,12 +31,56 @@ class MissingObjectError(ThetaError):
     """An LFS object that is neither local nor fetchable."""
 
 
+class CorruptObjectError(ThetaError):
+    """A stored object whose content does not match its checksum (fsck counts these as corrupt)."""
+
+
 def user_message(exc: BaseException) -> "ThetaError | None":
     """The one-line error a command shows for `exc` (a ThetaError, or a file-system failure
     from_os_error knows); None for anything else, which is a bug to report."""
     if isinstance(exc, ThetaError):
         return exc
     return from_os_error(exc) if isinstance(exc, OSError) else None
+
+
+def describe(exc: BaseException, path: str | None = None) -> str:
+    """The one line a user sees for `exc`: an expected failure's own message (`path` names the
+    file where the error does not), else a short note naming the exception and pointing at
+    GIT_THETA_LOG_LEVEL=DEBUG, which logs the traceback (logged here)."""
+    known = from_os_error(exc, path) if isinstance(exc, OSError) else user_message(exc)
+    if known is not None:
+        return str(known)
+    from git_theta.logs import get_logger
+
+    get_logger("git_theta").debug("unexpected failure", exc_info=exc)
+    return str(
+        ThetaError(
+            f"internal error ({type(exc).__name__}: {exc}); rerun with "
+            "GIT_THETA_LOG_LEVEL=DEBUG for the traceback, and report it",
+            path,
+        )
+    )
+
+
+def guarded(work, prog: str = "git-theta") -> int:
+    """The error boundary every entry point (CLI, hooks, filter, diff and merge drivers, the
+    merge-CLI plug-in) runs its work in: run `work()` and return the exit code: its own (sys.exit, click's), 1 after an expected
+    failure said in one line on stderr (a ThetaError, or a file-system failure such as a full
+    disk), 1 after an unexpected one said in one line that points at GIT_THETA_LOG_LEVEL=DEBUG for
+    the traceback, 130 on Ctrl-C."""
+    try:
+        work()
+        return 0
+    except SystemExit as exc:
+        if isinstance(exc.code, int) or exc.code is None:
+            return exc.code or 0
+        sys.stderr.write(f"{exc.code}\n")  # sys.exit("message"), as the interpreter says it
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        sys.stderr.write(f"{prog}: error: {describe(exc)}\n")
+        return 1
 
 
 def from_os_error(exc: OSError, path: str | None = None) -> "ThetaError | None":

@@ -1,21 +1,32 @@
 """Logging for developers, controlled by GIT_THETA_LOG_LEVEL (default: WARNING)."""
 
-import os
 import sys
 import threading
 import time
 
-# GIT_THETA_LOG_LEVEL's names, so a message below the level costs a comparison and no `logging`
-# import: that import (with traceback, string and the rest) was ~4 ms of the ~50 ms of imports
-# in every pre-push hook and filter start here, and almost every run logs nothing.
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50, "FATAL": 50}
+from git_theta import config
+
 _configured = False
 _lock = threading.Lock()
+_level: int | None = None
 
 
-def _threshold() -> int:
-    level = os.environ.get("GIT_THETA_LOG_LEVEL", "WARNING").strip().upper()
-    return int(level) if level.isdigit() else _LEVELS.get(level, 30)
+def threshold() -> int:
+    """GIT_THETA_LOG_LEVEL (or theta.logLevel), read on the first message, so that a message below
+    it costs a comparison and no `logging` import: that import (with traceback, string and the
+    rest) was ~4 ms of the ~50 ms of imports in every pre-push hook and filter start here, and
+    almost every run logs nothing. A bad value is said once on stderr and means WARNING: a
+    logging setting does not stop a checkout."""
+    global _level
+    if _level is None:
+        _level = 30  # while git config is read: a message logged meanwhile does not come back here
+        from git_theta.errors import ThetaError
+
+        try:
+            _level = config.get_level("log_level")
+        except ThetaError as exc:
+            sys.stderr.write(f"git-theta: warning: {exc}; using WARNING\n")
+    return _level
 
 
 def _configure() -> None:
@@ -31,7 +42,7 @@ def _configure() -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("git-theta[%(process)d] %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
-        root.setLevel(_threshold())
+        root.setLevel(threshold())
         root.propagate = False
 
 
@@ -46,13 +57,13 @@ def shutdown() -> None:
 
 class Logger:
     """A `logging.Logger` of the git_theta hierarchy that imports `logging` only for a message
-    at or above GIT_THETA_LOG_LEVEL (read when the logger is made)."""
+    at or above GIT_THETA_LOG_LEVEL (see threshold)."""
 
     def __init__(self, name: str):
-        self.name, self.threshold = name, _threshold()
+        self.name = name
 
     def log(self, level: int, msg: str, *args, **kwargs) -> None:
-        if level >= self.threshold:
+        if level >= (_level if _level is not None else threshold()):
             import logging
 
             _configure()
@@ -88,7 +99,7 @@ class Progress:
         self.label, self.total, self.done = label, total, 0
         self.start = time.monotonic()
         self.delay = delay
-        self.enabled = sys.stderr.isatty() and os.environ.get("GIT_THETA_PROGRESS", "1") != "0"
+        self.enabled = sys.stderr.isatty() and config.get_bool("progress")
         self.shown = False
 
     def advance(self, n: int = 1) -> None:

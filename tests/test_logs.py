@@ -50,6 +50,7 @@ def test_the_level_is_read_from_the_environment(level, shown):
     assert proc.stderr.count("git-theta[") == len(shown)
 
 
-def test_an_unknown_level_means_warning():
+def test_an_unknown_level_means_warning_and_says_so_once():
     proc = _run("loud")
     assert "a warning line" in proc.stderr and "a info line" not in proc.stderr
+    assert proc.stderr.count("GIT_THETA_LOG_LEVEL='loud' is not one of: DEBUG") == 1, proc.stderr

@@ -132,8 +132,7 @@ def _output(fd: int):
     from git_theta import config
     from git_theta.storage import lfs_store
 
-    setting = (config.get("direct_io") or "auto").strip().lower()
-    if setting not in ("0", "false", "no", "off") and lfs_store._direct(fd):
+    if config.get_switch("direct_io") is not False and lfs_store._direct(fd):
         return closing(lfs_store._DirectFile(fd, lfs_store.CHECKOUT_BLOCK, depth=4, in_place=True))
     return os.fdopen(fd, "wb", buffering=1 << 20)
 

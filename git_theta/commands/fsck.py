@@ -9,7 +9,7 @@ the exit code is non-zero when anything is wrong: fsck finds whatever checkout w
 
 from dataclasses import dataclass
 
-from git_theta.errors import ThetaError, shorten
+from git_theta.errors import CorruptObjectError, ThetaError, shorten
 from git_theta.formats.detect import by_name
 from git_theta.git import history, repo
 from git_theta.metadata import Metadata, is_metadata
@@ -120,5 +120,4 @@ def fsck(revs: list[str], fetch: bool = True, cwd: str | None = None) -> tuple[i
 
 
 def _short(exc: ThetaError) -> str:
-    text = str(exc)
-    return "corrupt (checksum mismatch)" if "checksum mismatch" in text else text
+    return "corrupt (checksum mismatch)" if isinstance(exc, CorruptObjectError) else str(exc)

@@ -14,7 +14,7 @@ from git_theta.diffs.baseline import Baseline
 from git_theta.diffs.compute import ModelDiff, compare
 from git_theta.diffs.sides import PLAIN_BLOB, WORKING_TREE, ModelSide, side_from_bytes
 from git_theta.drivers import diff_context
-from git_theta.errors import ThetaError
+from git_theta.errors import guarded
 from git_theta.git import repo
 
 
@@ -47,20 +47,22 @@ def _diff(args: tuple[str, ...]) -> ModelDiff:
     return result
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command("git-theta-diff", context_settings={"ignore_unknown_options": True})
 @click.option("--textconv", "textconv", is_flag=True, help="List one version's parameters (git textconv).")
 @click.argument("args", nargs=-1)
-def main(textconv: bool, args: tuple[str, ...]) -> None:
+def diff_command(textconv: bool, args: tuple[str, ...]) -> None:
     """Called by git; see `git theta diff` for the same diff with options."""
-    try:
-        if textconv:
-            if len(args) != 1:
-                raise click.UsageError("git-theta-diff --textconv FILE")
-            side = side_from_bytes(args[0], _read(args[0]), None)
-            sys.stdout.write(render.listing(side) if side.params else "")
-            return
-        if len(args) < 7:
-            raise click.UsageError("git-theta-diff PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE")
-        sys.stdout.write(render.text(_diff(args), color=render.use_color()))
-    except ThetaError as exc:
-        raise click.ClickException(str(exc)) from None
+    if textconv:
+        if len(args) != 1:
+            raise click.UsageError("git-theta-diff --textconv FILE")
+        side = side_from_bytes(args[0], _read(args[0]), None)
+        sys.stdout.write(render.listing(side) if side.params else "")
+        return
+    if len(args) < 7:
+        raise click.UsageError("git-theta-diff PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE")
+    sys.stdout.write(render.text(_diff(args), color=render.use_color()))
+
+
+def main() -> None:
+    """`git-theta-diff`, in the error boundary: a failure is one line on stderr, exit 1."""
+    sys.exit(guarded(diff_command))

@@ -13,7 +13,7 @@ import sys
 import click
 
 from git_theta import config
-from git_theta.errors import ThetaError
+from git_theta.errors import ThetaError, guarded
 from git_theta.logs import get_logger
 from git_theta.merges import apply as merge_apply
 from git_theta.merges import interactive
@@ -63,7 +63,7 @@ def merge_files(ancestor: str, ours: str, theirs: str, path: str) -> int:
             "one side deleted the model and the other changed it; keep one with `git checkout --ours/--theirs`",
             path,
         )
-    if os.environ.get("GIT_THETA_MANUAL_MERGE") and os.environ["GIT_THETA_MANUAL_MERGE"] != "0":
+    if config.get_bool("manual_merge"):
         files = _write_versions(path, {"ours": a, "theirs": b, "ancestor": base})
         click.echo(
             f"git-theta: {path}: wrote {', '.join(files)}; save the merged model as {path}, then `git add {path}`",
@@ -91,7 +91,7 @@ def merge_files(ancestor: str, ours: str, theirs: str, path: str) -> int:
     if p.conflicts:
         ensure_objects(merge_apply.objects_needed(p.conflicts), store, None, path)
     if unresolved:
-        terminal = interactive.open_terminal() if config.get("merge_interactive") != "0" else None
+        terminal = interactive.open_terminal() if config.get_bool("merge_interactive") else None
         if terminal is None:
             click.echo(f"git-theta: {path}: {len(unresolved)} parameter(s) changed on both sides:", err=True)
             for c in unresolved[:50]:
@@ -118,19 +118,20 @@ def merge_files(ancestor: str, ours: str, theirs: str, path: str) -> int:
     return 0
 
 
-@click.command()
+@click.command("git-theta-merge")
 @click.argument("ancestor")
 @click.argument("ours")
 @click.argument("theirs")
 @click.argument("path", default="")
-def main(ancestor: str, ours: str, theirs: str, path: str) -> None:
+def merge_command(ancestor: str, ours: str, theirs: str, path: str) -> None:
     """Merge driver: writes the result over OURS; exits 1 on unresolved conflicts (listed on stderr)."""
-    try:
-        from git_theta.storage import objects_lock
+    from git_theta.storage import objects_lock
 
-        with objects_lock.writing():  # git records the result after we exit: prune's grace covers that
-            code = merge_files(ancestor, ours, theirs, path)
-        sys.exit(code)
-    except ThetaError as exc:
-        click.echo(f"git-theta: {exc}", err=True)
-        sys.exit(1)
+    with objects_lock.writing():  # git records the result after we exit: prune's grace covers that
+        code = merge_files(ancestor, ours, theirs, path)
+    sys.exit(code)
+
+
+def main() -> None:
+    """`git-theta-merge`, in the error boundary: a failure (a full disk too) is one line, exit 1."""
+    sys.exit(guarded(merge_command))

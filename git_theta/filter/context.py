@@ -78,7 +78,9 @@ def under_hooked_command() -> bool:
 @lru_cache(maxsize=1)
 def in_diff_context() -> bool:
     """True when the nearest git process above this one is a diff-only command."""
-    if os.environ.get("GIT_THETA_DIFF_SMUDGE", "").lower() == "full":
+    from git_theta import config
+
+    if config.get_choice("diff_smudge") == "full":
         return False
     sub = git_subcommand()
     return bool(sub) and is_diff_only(["git", *sub])

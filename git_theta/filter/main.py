@@ -8,8 +8,7 @@ import threading
 # main thread imported typing first.
 import typing  # noqa: F401
 
-from git_theta.errors import ThetaError, from_os_error
-from git_theta.logs import get_logger
+from git_theta.errors import ThetaError, describe, guarded
 
 # Freed decode outputs kept for the next tensors (memory.recycle): GPT-2-small's checkout, 12
 # interleaved rounds, 0.85 s against 0.89-0.93 s, 0.1-0.15 s less CPU; peak 335 MB against 313 MB.
@@ -36,20 +35,9 @@ def _warm_imports() -> None:
             return
 
 
-class _Failed(Exception):
-    """An expected failure, said in one line by main()."""
-
-
 def _fail(path: str, exc: BaseException) -> None:
-    """One line on stderr and exit 1; the traceback only in the debug log."""
-    if isinstance(exc, OSError):
-        exc = from_os_error(exc, path) or exc
-    if isinstance(exc, ThetaError):
-        raise _Failed(str(exc)) from None
-    get_logger(__name__).debug("unexpected failure", exc_info=exc)
-    raise _Failed(
-        f"{path}: internal error ({type(exc).__name__}: {exc}); rerun with GIT_THETA_LOG_LEVEL=DEBUG and report it"
-    ) from None
+    """Raise `exc` again as the one line that names `path` (git_theta.errors.guarded says it)."""
+    raise ThetaError(describe(exc, path)) from None
 
 
 _freeing: threading.Thread | None = None
@@ -87,30 +75,22 @@ def _start() -> None:
 def main() -> None:
     """Entry point: `process` (what git runs for every command) goes straight to the protocol,
     without click (~25 ms of imports) and ends without the interpreter's teardown; everything
-    else through the click commands. Either way an expected failure is one line, exit 1."""
+    else through the click commands. Either way a failure is one line, exit 1 (errors.guarded)."""
     process = sys.argv[1:] == ["process"]
     if process:
         threading.Thread(target=_warm_imports, name="git-theta-imports", daemon=True).start()
-    code = 0
-    try:
-        if process:
-            _start()
-            process_cmd()
-        else:
-            _cli()
-    except _Failed as exc:  # as click says its own errors
-        sys.stderr.write(f"Error: {exc}\n")
-        code = 1
-    except SystemExit as exc:
-        if not process:
-            raise
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    code = guarded(_start_process if process else _cli)
     _free_replaced()
     if process:
         from git_theta.procs import exit_now
 
         exit_now(code)
     sys.exit(code)
+
+
+def _start_process() -> None:
+    _start()
+    process_cmd()
 
 
 def _free_replaced() -> None:

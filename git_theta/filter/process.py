@@ -8,7 +8,7 @@ import os
 import sys
 from typing import BinaryIO
 
-from git_theta.errors import ThetaError, from_os_error
+from git_theta.errors import ThetaError, describe
 from git_theta.filter.context import pass_through
 from git_theta.filter.spool import Spool
 from git_theta.git import pktline, repo
@@ -31,9 +31,7 @@ def _handshake(r: BinaryIO, w: BinaryIO) -> None:
 
 
 def _respond_error(w: BinaryIO, path: str, exc: BaseException, commit: str | None = None) -> None:
-    if isinstance(exc, OSError):
-        exc = from_os_error(exc, path) or exc
-    text = str(exc) if isinstance(exc, ThetaError) else f"{path}: {exc}"
+    text = describe(exc, path)
     if commit:  # git names the commit being checked out (treeish/ref): say which version failed
         text += f" (checking out {path} at {commit[:12]})"
     sys.stderr.write(f"git-theta: {text}\n")
@@ -121,7 +119,6 @@ def _serve_one(
 
             write = prepare_for_git(content, path)
     except Exception as exc:  # expected failures are ThetaErrors; others are reported too
-        log.debug("%s failed", command, exc_info=True)
         _respond_error(w, path, exc, commit)
         return
     del content
@@ -131,7 +128,6 @@ def _serve_one(
     try:
         write(sink)
     except Exception as exc:  # mid-stream: git discards the partial content on status=error
-        log.debug("%s failed while writing", command, exc_info=True)
         sink.close()
         _respond_error(w, path, exc, commit)
         return

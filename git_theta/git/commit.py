@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 
+from git_theta import config
 from git_theta.errors import ThetaError
 from git_theta.git import repo
 
@@ -86,7 +87,7 @@ def index_turn(timeout: float | None = None, cwd: str | None = None):
     """Take turns on the index: concurrent `git theta add`s queue here (git itself refuses a
     second writer at once), and wait while another git command holds index.lock."""
     if timeout is None:
-        timeout = float(os.environ.get("GIT_THETA_LOCK_TIMEOUT", "300"))
+        timeout = config.get_float("lock_timeout")
     lock_path = repo.git_path("theta-index.lock", cwd)
     index_lock = repo.git_path("index.lock", cwd)
     with open(lock_path, "a") as lock:

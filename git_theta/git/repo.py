@@ -187,6 +187,14 @@ def config_get(key: str, cwd: str | None = None) -> str | None:
     return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
 
+def config_all(key: str, cwd: str | None = None) -> list[str]:
+    """`git config --get-all KEY`: every value of a multi-valued key, in order (none when unset)."""
+    proc = _git(["config", "-z", "--get-all", key], cwd)
+    return (
+        [v for v in proc.stdout.decode("utf-8", "replace").split("\0") if v] if proc.returncode == 0 else []
+    )
+
+
 def lfs_available() -> bool:
     """True when the git-lfs tool can be run."""
     import shutil  # on use: 3 ms of every hook's imports (bz2, lzma, ...)

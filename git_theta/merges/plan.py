@@ -5,11 +5,9 @@ changed differently is a Conflict for a strategy to resolve.
 """
 
 import fnmatch
-import os
-import subprocess
 from dataclasses import dataclass, field
 
-from git_theta import plugins
+from git_theta import config, plugins
 from git_theta.errors import ThetaError
 from git_theta.formats.detect import encoded_tensors
 from git_theta.merges.base import BOTH_ADDED, BOTH_MODIFIED, DELETED_OURS, DELETED_THEIRS, MergeStrategy
@@ -121,13 +119,10 @@ def parse_choice(text: str, where: str) -> Choice:
     return Choice(strategy, strategy.parse_args(pairs))
 
 
-def configured_rules(cwd: str | None = None) -> list[tuple[str, Choice]]:
+def configured_rules() -> list[tuple[str, Choice]]:
     """Per-pattern rules from git config `theta.merge.rule` values "PATTERN=STRATEGY[:ARGS]", in order."""
-    out = subprocess.run(
-        ["git", "config", "--get-all", "theta.merge.rule"], cwd=cwd, capture_output=True
-    ).stdout
     rules = []
-    for line in out.decode().splitlines():
+    for line in config.get_list("merge_rule"):
         pattern, eq, choice = line.partition("=")
         if not eq:
             raise ThetaError(f"theta.merge.rule {line!r} must look like PATTERN=STRATEGY[:ARGS]")
@@ -135,14 +130,9 @@ def configured_rules(cwd: str | None = None) -> list[tuple[str, Choice]]:
     return rules
 
 
-def default_choice(cwd: str | None = None) -> Choice | None:
+def default_choice() -> Choice | None:
     """GIT_THETA_MERGE_STRATEGY, else git config theta.merge.strategy."""
-    text = os.environ.get("GIT_THETA_MERGE_STRATEGY")
-    if not text:
-        proc = subprocess.run(
-            ["git", "config", "--get", "theta.merge.strategy"], cwd=cwd, capture_output=True
-        )
-        text = proc.stdout.decode().strip() if proc.returncode == 0 else ""
+    text = (config.get("merge_strategy") or "").strip()
     return parse_choice(text, "GIT_THETA_MERGE_STRATEGY") if text else None
 
 

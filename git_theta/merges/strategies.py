@@ -1,8 +1,8 @@
 """Built-in merge strategies: take a side, averages, weighted average, task arithmetic, context rules."""
 
 import fnmatch
-import os
 
+from git_theta import config
 from git_theta.merges.base import (
     ALL_STATES,
     BOTH_ADDED,
@@ -106,7 +106,7 @@ class TaskArithmetic(MergeStrategy):
 
 def context_rules(raw: str | None = None) -> list[tuple[str, str]]:
     """GIT_THETA_MERGE_CONTEXT: "pattern=ours;pattern=theirs;..." (first matching pattern wins)."""
-    raw = os.environ.get("GIT_THETA_MERGE_CONTEXT", "") if raw is None else raw
+    raw = (config.get("merge_context") or "") if raw is None else raw
     rules = []
     for part in raw.replace("\n", ";").split(";"):
         if "=" in part:

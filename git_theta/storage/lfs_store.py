@@ -14,7 +14,7 @@ import threading
 from collections import deque
 
 from git_theta import config, memory
-from git_theta.errors import ThetaError
+from git_theta.errors import CorruptObjectError, ThetaError
 from git_theta.git import repo
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see git_theta.dtypes
@@ -323,8 +323,8 @@ class LfsStore:
         # O_DIRECT for bulk writers (a training loop's saves: gigabytes nobody reads back soon);
         # git add keeps its objects in the page cache, where the checkout or push that follows
         # finds them
-        setting = (config.get("direct_io") or "auto").strip().lower()
-        self.direct_io = bulk if setting == "auto" else config.get_bool("direct_io")
+        setting = config.get_switch("direct_io")
+        self.direct_io = bulk if setting is None else setting
         self._small: dict[str, object] = {}  # verified small objects, oldest first
         self._lock = threading.Lock()
         self.check_objects = True
@@ -451,7 +451,7 @@ class LfsStore:
             if oid in self.unhashed:  # taken from a remote on this machine unchecked: drop it
                 with contextlib.suppress(OSError):
                     os.unlink(self.path(oid))
-            raise ThetaError(
+            raise CorruptObjectError(
                 f"LFS object {oid[:12]} for {what} is corrupt (checksum mismatch); delete {self.path(oid)} and fetch it again"
             )
         return data

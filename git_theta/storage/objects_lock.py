@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
+from git_theta import config
 from git_theta.errors import ThetaError
 from git_theta.git import repo
 
@@ -29,15 +30,6 @@ _held: dict[str, IO] = {}  # common dir -> the file a long-running process holds
 def lock_path(cwd: str | None = None) -> str:
     """Where the lock lives: the repository's common git dir, so every worktree shares it."""
     return os.path.join(repo.common_dir(cwd), "theta", "objects.lock")
-
-
-def _timeout() -> float:
-    try:
-        return float(os.environ.get("GIT_THETA_LOCK_TIMEOUT", "300"))
-    except ValueError:
-        raise ThetaError(
-            f"GIT_THETA_LOCK_TIMEOUT={os.environ['GIT_THETA_LOCK_TIMEOUT']!r} is not a number"
-        ) from None
 
 
 def _open(cwd: str | None) -> IO | None:
@@ -62,7 +54,7 @@ def take(lock: IO, mode: int, waiting: str, gave_up: str, timeout: float | None 
         return
     except BlockingIOError:
         pass
-    timeout = _timeout() if timeout is None else timeout
+    timeout = config.get_float("lock_timeout") if timeout is None else timeout
     sys.stderr.write(f"git-theta: {waiting} ({lock.name})\n")
     sys.stderr.flush()
     deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 
+from git_theta import config
 from git_theta.errors import MissingObjectError, ThetaError
 from git_theta.git import pktline
 from git_theta.logs import get_logger
@@ -30,13 +31,6 @@ def _lfs_env() -> dict:
 def pointer(oid: str, size: int) -> bytes:
     """A Git LFS pointer file for an object."""
     return f"version {LFS_SPEC}\noid sha256:{oid}\nsize {size}\n".encode()
-
-
-def _retries() -> int:
-    try:
-        return max(0, int(os.environ.get("GIT_THETA_FETCH_RETRIES", "2")))
-    except ValueError:
-        return 2
 
 
 def fetch(
@@ -63,7 +57,7 @@ def fetch(
     if missing:
         require_git_lfs(f"fetch {len(missing)} LFS object(s) of {what or 'the model'}")
     err = ""
-    for attempt in range(_retries() + 1):
+    for attempt in range(config.get_int("fetch_retries") + 1):
         if not missing:
             return
         if attempt:
@@ -270,16 +264,10 @@ def _fetch_once(missing: dict[str, int], cwd: str, remote: str | None) -> str:
         log.info("git-lfs: %s", err)
     if stalled.is_set():
         err = (
-            err + "\n" if err else ""
-        ) + f"no progress for {_stall_timeout():.0f}s (wrong credentials or server unreachable?)"
+            (err + "\n" if err else "")
+            + f"no progress for {config.get_float('fetch_stall_timeout'):.0f}s (wrong credentials or server unreachable?)"
+        )
     return err
-
-
-def _stall_timeout() -> float:
-    try:
-        return float(os.environ.get("GIT_THETA_FETCH_STALL_TIMEOUT", "120"))
-    except ValueError:
-        return 120.0
 
 
 def _watch(proc: subprocess.Popen, missing: dict[str, int], cwd: str, stalled: threading.Event) -> None:
@@ -291,7 +279,7 @@ def _watch(proc: subprocess.Popen, missing: dict[str, int], cwd: str, stalled: t
         now = sum(1 for oid in missing if store.has(oid))
         if now != have:
             have, last = now, time.monotonic()
-        elif time.monotonic() - last > _stall_timeout():
+        elif time.monotonic() - last > config.get_float("fetch_stall_timeout"):
             stalled.set()
             kill_tree(proc.pid)  # git-lfs's credential helpers hold our pipes open too
             return

@@ -32,14 +32,8 @@ OFF, ONCE, ALWAYS = "off", "once", "always"
 def mode() -> str:
     """How tensors rebuilt for checkout, load, diff and merge are checked (`GIT_THETA_VERIFY`):
     OFF, ONCE (entries not on record) or ALWAYS."""
-    value = (config.get("verify") or ONCE).strip().lower()
-    if value in ("0", "false", "no", "off", "never"):
-        return OFF
-    if value in ("1", "true", "yes", "on", "always"):
-        return ALWAYS
-    if value == ONCE:
-        return ONCE
-    raise ThetaError(f"GIT_THETA_VERIFY={value!r} is not one of: once (default), always, 0")
+    value = config.get_choice("verify")
+    return OFF if value == "0" else value
 
 
 def enabled() -> bool:

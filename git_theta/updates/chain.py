@@ -5,9 +5,7 @@ entry that needs nothing earlier), every step's object is read and decoded in pa
 changes are applied bottom-up. Chains are bounded by GIT_THETA_MAX_CHAIN (default 8) stored steps.
 """
 
-import os
-
-from git_theta import plugins
+from git_theta import config, plugins
 from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
@@ -18,10 +16,7 @@ _HARD_LIMIT = 64  # a chain longer than this was not written by git-theta: refus
 
 def max_chain() -> int:
     """Most stored steps (snapshot included) that rebuilding one parameter may read."""
-    try:
-        return max(1, int(os.environ.get("GIT_THETA_MAX_CHAIN", "8")))
-    except ValueError:
-        return 8
+    return config.get_int("max_chain")
 
 
 def depth(entry: ParamEntry | None) -> int:

@@ -13,10 +13,9 @@ approximated by a truncated SVD (rank GIT_THETA_LOW_RANK_K, or the numerical ran
 and the working file is rewritten to the stored value; the loss is logged.
 """
 
-import os
-
 import numpy as np
 
+from git_theta import config
 from git_theta.logs import get_logger
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor, numel
@@ -31,15 +30,8 @@ def _matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def rank_from_env() -> int | None:
-    value = os.environ.get("GIT_THETA_LOW_RANK_K", "").strip()
-    if not value:
-        return None
-    try:
-        return max(1, int(value))
-    except ValueError:
-        from git_theta.errors import ThetaError
-
-        raise ThetaError(f"GIT_THETA_LOW_RANK_K={value!r} is not a positive integer") from None
+    """GIT_THETA_LOW_RANK_K, the rank of computed updates; None: the change's numerical rank."""
+    return config.get_int("low_rank_k")
 
 
 class LowRankUpdate(DeltaUpdate):

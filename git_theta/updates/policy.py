@@ -23,7 +23,6 @@ rest of the pack belongs to other parameters of the same commit.
 import math
 
 from git_theta import config
-from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 
 # a pack is stored afresh only for at least this many dead bytes: below it a new object (a file, a
@@ -37,13 +36,7 @@ POLICIES = (BOUNDED, SMALLEST)
 
 def current() -> str:
     """The storage policy in force (GIT_THETA_STORAGE_POLICY / theta.storagePolicy)."""
-    value = (config.get("storage_policy") or BOUNDED).strip().lower()
-    if value not in POLICIES:
-        raise ThetaError(
-            f"{config.SETTINGS['storage_policy'][0]}={value!r} is not a storage policy "
-            f"(one of: {', '.join(POLICIES)})"
-        )
-    return value
+    return config.get_choice("storage_policy")
 
 
 def step_bytes(entry: ParamEntry) -> int:

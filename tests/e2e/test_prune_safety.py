@@ -251,7 +251,7 @@ def _with_limit(limit: int, argv: list[str]) -> str:
     return (
         "import sys\nimport git_theta.metadata as m\n"
         f"m.MAX_METADATA = {limit}\n"
-        "from git_theta.cli import main\n"
+        "from git_theta.entry import main\n"
         f"sys.argv = ['git-theta', *{argv!r}]\nmain()\n"
     )
 

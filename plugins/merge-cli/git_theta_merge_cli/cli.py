@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from git_theta.errors import ThetaError
+from git_theta.errors import ThetaError, guarded
 from git_theta.logs import get_logger
 
 log = get_logger(__name__)
@@ -102,50 +102,49 @@ def describe_methods() -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _run(argv: list[str] | None) -> None:
     get_logger()  # GIT_THETA_LOG_LEVEL applies
     from git_theta.memory import limit_arenas
 
     limit_arenas(1)  # memory is this tool's promise: one malloc arena for all decoding threads
-    try:
-        rest, xargs = split_method_args(list(sys.argv[1:] if argv is None else argv))
-        ns = parser().parse_args(rest)
-        if ns.list_methods:
-            print(describe_methods())
-            return
-        missing = [f for f, v in (("--models", ns.models), ("--output", ns.output)) if not v]
-        if missing:
-            raise ThetaError(f"missing {', '.join(missing)} (see --help)")
-        if "device" in xargs:  # the original's -gpu methods take --x:device (e.g. cpu where no CUDA is)
-            ns.device = ns.device or xargs.pop("device")[-1]
-        if ns.device is not None and ns.device not in ("cpu", "cuda") and not ns.device.startswith("cuda:"):
-            raise ThetaError(f"--device {ns.device!r}: use cpu or cuda")
-        if ns.limit_concurrency is not None:
-            if ns.limit_concurrency < 1:
-                raise ThetaError("--limit-concurrency must be at least 1")
-            os.environ["GIT_THETA_MAX_CONCURRENCY"] = str(ns.limit_concurrency)
-        from git_theta_merge_cli.merge import Request, run
+    rest, xargs = split_method_args(list(sys.argv[1:] if argv is None else argv))
+    ns = parser().parse_args(rest)
+    if ns.list_methods:
+        print(describe_methods())
+        return
+    missing = [f for f, v in (("--models", ns.models), ("--output", ns.output)) if not v]
+    if missing:
+        raise ThetaError(f"missing {', '.join(missing)} (see --help)")
+    if "device" in xargs:  # the original's -gpu methods take --x:device (e.g. cpu where no CUDA is)
+        ns.device = ns.device or xargs.pop("device")[-1]
+    if ns.device is not None and ns.device not in ("cpu", "cuda") and not ns.device.startswith("cuda:"):
+        raise ThetaError(f"--device {ns.device!r}: use cpu or cuda")
+    if ns.limit_concurrency is not None:
+        if ns.limit_concurrency < 1:
+            raise ThetaError("--limit-concurrency must be at least 1")
+        os.environ["GIT_THETA_MAX_CONCURRENCY"] = str(ns.limit_concurrency)
+    from git_theta_merge_cli.merge import Request, run
 
-        commit = run(
-            Request(
-                ns.models,
-                ns.merge,
-                ns.output,
-                ns.aux_data,
-                ns.ancestor,
-                xargs,
-                ns.message,
-                ns.device,
-                ns.seed,
-                ns.test_run,
-            )
+    commit = run(
+        Request(
+            ns.models,
+            ns.merge,
+            ns.output,
+            ns.aux_data,
+            ns.ancestor,
+            xargs,
+            ns.message,
+            ns.device,
+            ns.seed,
+            ns.test_run,
         )
-        print(f"{ns.output}: merged with {ns.merge}, commit {commit[:12]}")
-    except ThetaError as exc:
-        print(f"git-theta-merge-cli: error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    )
+    print(f"{ns.output}: merged with {ns.merge}, commit {commit[:12]}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`git-theta-merge-cli`, in git-theta's error boundary: a failure is one line, exit 1."""
+    sys.exit(guarded(lambda: _run(argv), "git-theta-merge-cli"))
 
 
 if __name__ == "__main__":

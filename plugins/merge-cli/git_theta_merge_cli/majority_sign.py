@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import torch
 
-from git_theta.errors import ThetaError
+from git_theta.errors import ThetaError, guarded
 from git_theta.git import repo
 from git_theta.logs import Progress, get_logger
 from git_theta.storage.lfs_store import LfsStore
@@ -137,7 +137,7 @@ def _original_form(ns) -> None:
     print(f"Global Majority Sign is: {global_majority_sign(trimmed, ns.device)}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def _run(argv: list[str] | None) -> None:
     p = argparse.ArgumentParser(prog="git-theta-merge-majority-sign", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--ties", nargs="+", help="the original's form: TIES-trimmed task vectors; prints the sign"
@@ -150,56 +150,53 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit-concurrency", type=int, default=None, help="accepted for the original's scripts")
     ns = p.parse_args(argv)
     get_logger()
-    try:
-        if ns.ties:
-            if ns.models or ns.ancestor or ns.output:
-                raise ThetaError("give either --ties (the original's form) or --models/--ancestor/--output")
-            _original_form(ns)
-            return
-        missing = [
-            f
-            for f, v in (("--models", ns.models), ("--ancestor", ns.ancestor), ("--output", ns.output))
-            if not v
-        ]
-        if missing:
-            raise ThetaError(
-                f"missing {', '.join(missing)} (or give --ties TRIMMED... for the original's form)"
-            )
-        if not 0 < ns.density <= 1:
-            raise ThetaError("--density must be in (0, 1]")
-        top = repo.root()
-        store = LfsStore.for_cwd(top)
-        models = [GitModel(s, top, store) for s in ns.models]
-        ancestor = GitModel(ns.ancestor, top, store)
-        from git_theta_merge_cli.merge import check_inputs
-        from git_theta_merge_cli.methods.ties import Ties
+    if ns.ties:
+        if ns.models or ns.ancestor or ns.output:
+            raise ThetaError("give either --ties (the original's form) or --models/--ancestor/--output")
+        _original_form(ns)
+        return
+    missing = [
+        f for f, v in (("--models", ns.models), ("--ancestor", ns.ancestor), ("--output", ns.output)) if not v
+    ]
+    if missing:
+        raise ThetaError(f"missing {', '.join(missing)} (or give --ties TRIMMED... for the original's form)")
+    if not 0 < ns.density <= 1:
+        raise ThetaError("--density must be in (0, 1]")
+    top = repo.root()
+    store = LfsStore.for_cwd(top)
+    models = [GitModel(s, top, store) for s in ns.models]
+    ancestor = GitModel(ns.ancestor, top, store)
+    from git_theta_merge_cli.merge import check_inputs
+    from git_theta_merge_cli.methods.ties import Ties
 
-        check_inputs(models, ancestor, [], Ties())
-        for m in models + [ancestor]:
-            m.ensure_objects()
-        names = ancestor.names
-        thresholds = global_thresholds(models, ancestor, names, ns.density, ns.device)
-        signs = {}
-        progress = Progress("electing signs", len(names))
-        for n in names:
-            if ancestor.entry(n).dtype.startswith(("float", "bfloat")):
-                taus = [
-                    t.mul_(t.abs() >= th)
-                    for t, th in zip(_task_vectors(models, ancestor, n, ns.device), thresholds)
-                ]
-                total = taus[0]
-                for t in taus[1:]:
-                    total.add_(t)
-                signs[n] = torch.sign(total).to(torch.int8).cpu()
-            progress.advance()
-        progress.close()
-        write_sign_file(ns.output, signs, thresholds, ns.density)
-        print(
-            f"{ns.output}: signs of {len(signs)} parameters; thresholds {', '.join(f'{t:.3g}' for t in thresholds)}"
-        )
-    except ThetaError as exc:
-        print(f"git-theta-merge-majority-sign: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    check_inputs(models, ancestor, [], Ties())
+    for m in models + [ancestor]:
+        m.ensure_objects()
+    names = ancestor.names
+    thresholds = global_thresholds(models, ancestor, names, ns.density, ns.device)
+    signs = {}
+    progress = Progress("electing signs", len(names))
+    for n in names:
+        if ancestor.entry(n).dtype.startswith(("float", "bfloat")):
+            taus = [
+                t.mul_(t.abs() >= th)
+                for t, th in zip(_task_vectors(models, ancestor, n, ns.device), thresholds)
+            ]
+            total = taus[0]
+            for t in taus[1:]:
+                total.add_(t)
+            signs[n] = torch.sign(total).to(torch.int8).cpu()
+        progress.advance()
+    progress.close()
+    write_sign_file(ns.output, signs, thresholds, ns.density)
+    print(
+        f"{ns.output}: signs of {len(signs)} parameters; thresholds {', '.join(f'{t:.3g}' for t in thresholds)}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`git-theta-merge-majority-sign`, in git-theta's error boundary: a failure is one line, exit 1."""
+    sys.exit(guarded(lambda: _run(argv), "git-theta-merge-majority-sign"))
 
 
 if __name__ == "__main__":
