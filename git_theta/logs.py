@@ -4,8 +4,6 @@ import sys
 import threading
 import time
 
-from git_theta import config
-
 _configured = False
 _lock = threading.Lock()
 _level: int | None = None
@@ -20,6 +18,7 @@ def threshold() -> int:
     global _level
     if _level is None:
         _level = 30  # while git config is read: a message logged meanwhile does not come back here
+        from git_theta import config  # on the first message: the pre-push hook usually logs none
         from git_theta.errors import ThetaError
 
         try:
@@ -99,7 +98,12 @@ class Progress:
         self.label, self.total, self.done = label, total, 0
         self.start = time.monotonic()
         self.delay = delay
-        self.enabled = sys.stderr.isatty() and config.get_bool("progress")
+        if sys.stderr.isatty():
+            from git_theta import config
+
+            self.enabled = config.get_bool("progress")
+        else:
+            self.enabled = False
         self.shown = False
 
     def advance(self, n: int = 1) -> None:
