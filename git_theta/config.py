@@ -8,16 +8,8 @@ import os
 from functools import lru_cache
 
 # kinds: how a value is read (see _parse)
-TEXT, FLAG, SWITCH, INT, NUMBER, CHOICE, LEVEL, LIST = (
-    "text",
-    "flag",
-    "switch",
-    "int",
-    "number",
-    "choice",
-    "level",
-    "list",
-)
+TEXT, FLAG, SWITCH, INT, NUMBER = "text", "flag", "switch", "int", "number"
+CHOICE, LEVEL, LIST = "choice", "level", "list"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # GIT_THETA_LOG_LEVEL's names (logging's, without importing it)
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50, "FATAL": 50}
