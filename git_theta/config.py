@@ -21,7 +21,17 @@ class Setting:
 
     __slots__ = ("name", "env", "key", "kind", "default", "doc", "choices", "minimum")
 
-    def __init__(self, name, env, key, kind, default, doc, choices=None, minimum=None):
+    def __init__(
+        self,
+        name: str,
+        env: str | None,
+        key: str | None,
+        kind: str,
+        default: str | None,
+        doc: str,
+        choices: dict[str, str] | None = None,
+        minimum: float | None = None,
+    ):
         self.name, self.env, self.key, self.kind, self.default = name, env, key, kind, default
         self.doc, self.choices, self.minimum = doc, choices, minimum
 
@@ -377,7 +387,7 @@ def _parse(s: Setting, text: str):
     raise ValueError(text)
 
 
-def value(name: str):
+def value(name: str) -> object:
     """The setting's value as its kind says (bool, bool-or-None for auto, int, float, a choice's
     value, a level number, text), None when unset; a ThetaError for a bad value."""
     s = SETTINGS[name]

@@ -2,6 +2,7 @@
 boundary every entry point runs in (guarded)."""
 
 import sys
+from collections.abc import Callable  # loaded anyway: subprocess imports it
 
 MAX_MESSAGE = 600  # characters: a value pasted into a message must not flood the terminal
 
@@ -62,7 +63,7 @@ def describe(exc: BaseException, path: str | None = None) -> str:
     )
 
 
-def guarded(work, prog: str = "git-theta") -> int:
+def guarded(work: Callable[[], object], prog: str = "git-theta") -> int:
     """The error boundary every entry point (CLI, hooks, filter, diff and merge drivers, the
     merge-CLI plug-in) runs its work in: run `work()` and return the exit code: its own (sys.exit, click's), 1 after an expected
     failure said in one line on stderr (a ThetaError, or a file-system failure such as a full
