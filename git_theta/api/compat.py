@@ -3,6 +3,7 @@
 import io
 import os
 
+from git_theta.api.paths import repo_path
 from git_theta.commands.fetch import checkout_models
 from git_theta.errors import ThetaError
 from git_theta.git import attributes, repo
@@ -50,8 +51,9 @@ def _deserialize(data: bytes, checkpoint_type: str):
 
 
 def _repo_path(path: str) -> tuple[str, str]:
-    top = repo.root(os.path.dirname(os.path.abspath(path)) or ".")
-    return top, os.path.relpath(os.path.abspath(path), top).replace(os.sep, "/")
+    """(repository top, relative path) of a path given relative to the current directory."""
+    full = os.path.abspath(path)
+    return repo_path(full, os.path.dirname(full) or ".")
 
 
 def save_to_git(

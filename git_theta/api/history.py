@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass, field
 
-from git_theta.api.save import repo_path
+from git_theta.api.paths import repo_path
 from git_theta.errors import ThetaError
 from git_theta.git import repo as git_repo
 from git_theta.metadata import Metadata, is_metadata

@@ -7,8 +7,8 @@ passed are the ones at those versions, else the driver counts what is new to the
 """
 
 from git_theta.commands.diff import WORKTREE, resolve, split_args
-from git_theta.filter.context import git_subcommand
 from git_theta.git import repo
+from git_theta.git.invocation import git_subcommand
 
 ZERO = repo.ZERO
 Side = str | None  # a commit, "" for the index, WORKTREE (None)
