@@ -19,13 +19,13 @@ from git_theta import config, memory, parallel, plugins
 from git_theta.api.frameworks import device_copy, flatten, on_accelerator, to_raw
 from git_theta.api.layouts import format_for_path, layout_fits, layout_for
 from git_theta.api.paths import repo_path
-from git_theta.commands.fetch import checkout_models
-from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
+from git_theta.filter.checkout import checkout_models
 from git_theta.filter.previous import by_content
 from git_theta.formats.detect import by_name
 from git_theta.git import repo
 from git_theta.git.commit import commit_paths, current_branch_ref, index_turn, write_blob
+from git_theta.git.tracking import attributes_blob_for
 from git_theta.logs import get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage import objects_lock

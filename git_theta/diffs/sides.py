@@ -3,9 +3,9 @@
 from dataclasses import dataclass
 
 from git_theta.errors import ThetaError
-from git_theta.filter.smudge import ensure_objects
 from git_theta.formats.detect import detect, encoded_tensors
 from git_theta.metadata import Metadata, is_metadata
+from git_theta.prefetch import ensure_objects
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry
