@@ -3,51 +3,15 @@
 import glob
 import os
 import pathlib
+import runpy
 
 from setuptools import find_packages, setup
 from setuptools.dist import Distribution
 
-CHECKPOINTS = [
-    "pytorch = git_theta.formats.pytorch:PyTorchCheckpoint",
-    "pickled-dict = git_theta.formats.pytorch:PyTorchCheckpoint",
-    "safetensors = git_theta.formats.safetensors:SafetensorsCheckpoint",
-    "safetensors-checkpoint = git_theta.formats.safetensors:SafetensorsCheckpoint",
-    "numpy = git_theta.formats.numpy_format:NumpyCheckpoint",
-    "flax = git_theta.formats.flax:FlaxCheckpoint",
-    "flax-checkpoint = git_theta.formats.flax:FlaxCheckpoint",
-    "tensorflow = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
-    "tf = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
-    "tensorflow-checkpoint = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
-    "tf-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
-    "tensorflow-savedmodel = git_theta.formats.tf_bundle:TensorFlowCheckpoint",
-    "hdf5 = git_theta.formats.hdf5:HDF5Checkpoint",
-    "keras = git_theta.formats.keras:KerasCheckpoint",
-    "gguf = git_theta.formats.gguf_format:GGUFCheckpoint",
-    "onnx = git_theta.formats.onnx_format:ONNXCheckpoint",
-]
-UPDATES = [
-    "auto = git_theta.updates.auto:AutoUpdate",
-    "dense = git_theta.updates.dense:DenseUpdate",
-    "sparse = git_theta.updates.sparse:SparseUpdate",
-    "bitdelta = git_theta.updates.bitdelta:BitDeltaUpdate",
-    "low-rank = git_theta.updates.lowrank:LowRankUpdate",
-    "ia3 = git_theta.updates.ia3:IA3Update",
-]
-MERGES = [
-    f"{name} = git_theta.merges.strategies:{cls}"
-    for name, cls in [
-        ("take_us", "TakeOurs"),
-        ("take_them", "TakeTheirs"),
-        ("take_original", "TakeOriginal"),
-        ("average-ours-theirs", "AverageOursTheirs"),
-        ("average-all", "AverageAll"),
-        ("average-ours-original", "AverageOursOriginal"),
-        ("average-theirs-original", "AverageTheirsOriginal"),
-        ("weighted-average", "WeightedAverage"),
-        ("task-arithmetic", "TaskArithmetic"),
-        ("context", "Context"),
-    ]
-]
+# our formats, update types and merge strategies: one table, also read by git_theta.plugins (loaded
+# by path: importing the package here would need its dependencies before they are installed)
+HERE = os.path.dirname(os.path.abspath(__file__))
+PLUGINS = runpy.run_path(os.path.join(HERE, "git_theta", "builtin_plugins.py"))["entry_points"]()
 
 EXTRAS = {
     "pytorch": ["torch"],
@@ -68,7 +32,7 @@ EXTRAS["all"] = sorted(
 )
 EXTRAS["all"] = sorted(set(EXTRAS["all"]) | set(EXTRAS["keras"]))
 # the merge CLI plug-in ships in this repository (plugins/merge-cli); `.[all]` installs it from there
-_MERGE_CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins", "merge-cli")
+_MERGE_CLI = os.path.join(HERE, "plugins", "merge-cli")
 if os.path.isdir(_MERGE_CLI):
     EXTRAS["all"].append(f"git-theta-merge-cli @ {pathlib.Path(_MERGE_CLI).as_uri()}")
 
@@ -110,8 +74,6 @@ setup(
             "git-theta-diff = git_theta.drivers.diff:main",
             "git-theta-merge = git_theta.drivers.merge:main",
         ],
-        "git_theta.plugins.checkpoints": CHECKPOINTS,
-        "git_theta.plugins.updates": UPDATES,
-        "git_theta.plugins.merges": MERGES,
+        **PLUGINS,
     },
 )

@@ -38,7 +38,7 @@ def main() -> None:
 )
 def install(scope: str) -> None:
     """Register git-theta's filter, diff and merge drivers with git."""
-    from git_theta.commands.install import install as run
+    from git_theta.git.install import install as run
 
     run(scope)
     click.echo(f"git-theta installed ({scope} scope)")
@@ -82,7 +82,7 @@ def formats() -> None:
 @main.command("ls-files")
 def ls_files() -> None:
     """List the checkpoints in the index that git-theta tracks."""
-    from git_theta.commands.ls_files import ls_files as run
+    from git_theta.git.tracking import tracked_files as run
 
     paths = run()
     for path in paths:
@@ -135,7 +135,7 @@ def fetch(args: tuple[str, ...], paths: tuple[str, ...]) -> None:
 )
 def checkout_models(paths: tuple[str, ...], pending: bool) -> None:
     """Write models left as metadata (GIT_THETA_SKIP_SMUDGE=1, low-memory checkouts), tensor by tensor."""
-    from git_theta.commands.fetch import checkout_models as run
+    from git_theta.filter.checkout import checkout_models as run
 
     if pending and paths:
         raise click.UsageError("--pending takes no paths")
@@ -221,9 +221,9 @@ def diff(args, cached, as_json, as_stat, threshold, plot_path, color) -> None:
     """Show how tracked models changed: [REV_A] [REV_B] [-- PATH...]."""
     import json
 
-    from git_theta.commands.diff import diff as run
-    from git_theta.commands.diff import split_args
     from git_theta.diffs import render
+    from git_theta.diffs.revisions import diff as run
+    from git_theta.diffs.revisions import split_args
 
     revs, paths = split_args(list(args))
     diffs = run(revs, paths, cached)  # refuses a working tree left as metadata

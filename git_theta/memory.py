@@ -25,6 +25,18 @@ HUGE_MIN_BYTES = 8 << 20  # smaller buffers stay on the heap (rounding would was
 PLACE_MIN_BYTES = 1 << 20  # smaller tensors are not placed (see placed): copying them costs less
 
 
+def available_bytes() -> int:
+    """Memory the kernel can give without swapping (MemAvailable), or 2**62 where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
+
+
 def _glibc():
     """glibc, or None off Linux or where it is not the C library."""
     if not sys.platform.startswith("linux"):

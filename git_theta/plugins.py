@@ -1,17 +1,15 @@
 """Plug-in registries: one per entry-point group, each holding subclasses of one base class.
 
-Built-in plug-ins are registered in setup.py under the same groups as third-party ones, and also
-listed here so a source checkout works before installation. A built-in's name always means the
-built-in: third-party plug-ins add names, they do not replace ours.
+Built-in plug-ins are listed once, in git_theta.builtin_plugins: setup.py registers them under the
+same groups as third-party ones, and the registries read them from there so a source checkout works
+before installation. A built-in's name always means the built-in: third-party plug-ins add names,
+they do not replace ours.
 """
 
 import importlib
 
+from git_theta.builtin_plugins import BUILTINS, CHECKPOINTS, MERGES, UPDATES
 from git_theta.errors import ThetaError, shorten
-
-CHECKPOINTS = "git_theta.plugins.checkpoints"
-UPDATES = "git_theta.plugins.updates"
-MERGES = "git_theta.plugins.merges"
 
 
 class Registry:
@@ -56,6 +54,7 @@ class Registry:
         return self._classes
 
     def names(self) -> list[str]:
+        """Every name this registry knows (aliases included), sorted."""
         return sorted(self._load())
 
     def is_builtin(self, name: str) -> bool:
@@ -63,6 +62,7 @@ class Registry:
         return name.lower() in self.builtins
 
     def get(self, name: str) -> type:
+        """The class registered as `name` (any case); a one-line ThetaError naming the known ones if none is."""
         if self._classes is None and name.lower() in self.builtins:
             return self._builtin(name.lower())
         try:
@@ -81,56 +81,6 @@ class Registry:
         return out
 
 
-checkpoints: "Registry" = Registry(
-    CHECKPOINTS,
-    "checkpoint type",
-    {
-        "pytorch": "git_theta.formats.pytorch:PyTorchCheckpoint",
-        "safetensors": "git_theta.formats.safetensors:SafetensorsCheckpoint",
-        "numpy": "git_theta.formats.numpy_format:NumpyCheckpoint",
-        "flax": "git_theta.formats.flax:FlaxCheckpoint",
-        "tensorflow": "git_theta.formats.tf_bundle:TensorFlowCheckpoint",
-        "hdf5": "git_theta.formats.hdf5:HDF5Checkpoint",
-        "keras": "git_theta.formats.keras:KerasCheckpoint",
-        "gguf": "git_theta.formats.gguf_format:GGUFCheckpoint",
-        "onnx": "git_theta.formats.onnx_format:ONNXCheckpoint",
-    },
-)
-updates: "Registry" = Registry(
-    UPDATES,
-    "update type",
-    {
-        "auto": "git_theta.updates.auto:AutoUpdate",
-        "dense": "git_theta.updates.dense:DenseUpdate",
-        "sparse": "git_theta.updates.sparse:SparseUpdate",
-        "bitdelta": "git_theta.updates.bitdelta:BitDeltaUpdate",
-        "low-rank": "git_theta.updates.lowrank:LowRankUpdate",
-        "ia3": "git_theta.updates.ia3:IA3Update",
-    },
-)
-_STRATEGIES = (
-    "TakeOurs TakeTheirs TakeOriginal AverageOursTheirs AverageAll AverageOursOriginal AverageTheirsOriginal "
-    "WeightedAverage TaskArithmetic Context"
-).split()
-merges: "Registry" = Registry(
-    MERGES,
-    "merge strategy",
-    {
-        name: f"git_theta.merges.strategies:{cls}"
-        for name, cls in zip(
-            [
-                "take_us",
-                "take_them",
-                "take_original",
-                "average-ours-theirs",
-                "average-all",
-                "average-ours-original",
-                "average-theirs-original",
-                "weighted-average",
-                "task-arithmetic",
-                "context",
-            ],
-            _STRATEGIES,
-        )
-    },
-)
+checkpoints: "Registry" = Registry(CHECKPOINTS, "checkpoint type", BUILTINS[CHECKPOINTS])
+updates: "Registry" = Registry(UPDATES, "update type", BUILTINS[UPDATES])
+merges: "Registry" = Registry(MERGES, "merge strategy", BUILTINS[MERGES])

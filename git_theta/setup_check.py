@@ -3,9 +3,9 @@ checkpoint as its metadata file: commands that meet one say so with the fix, or 
 
 import os
 
-from git_theta.commands.install import install, is_installed
 from git_theta.errors import ThetaError
 from git_theta.git import repo
+from git_theta.git.install import install, is_installed
 from git_theta.logs import get_logger
 from git_theta.metadata import MAX_METADATA, is_metadata
 
@@ -65,12 +65,12 @@ def require_filter(top: str, paths: list[str]) -> None:
 def warning(paths: list[str] | None = None, cwd: str | None = None) -> str | None:
     """A one-line warning for commands that still work (they read git, not the files), naming
     tracked files (default: all) left as metadata; None when all is set up."""
-    from git_theta.commands.ls_files import ls_files
+    from git_theta.git.tracking import tracked_files
 
     top = repo.root(cwd)
     if is_installed(top):
         return None
-    left = left_as_metadata(top, ls_files(top) if paths is None else paths)
+    left = left_as_metadata(top, tracked_files(top) if paths is None else paths)
     return f"warning: {not_set_up(left)}" if left else None
 
 

@@ -3,8 +3,9 @@
 import io
 import os
 
-from git_theta.commands.fetch import checkout_models
+from git_theta.api.paths import repo_path
 from git_theta.errors import ThetaError
+from git_theta.filter.checkout import checkout_models
 from git_theta.git import attributes, repo
 
 
@@ -50,8 +51,9 @@ def _deserialize(data: bytes, checkpoint_type: str):
 
 
 def _repo_path(path: str) -> tuple[str, str]:
-    top = repo.root(os.path.dirname(os.path.abspath(path)) or ".")
-    return top, os.path.relpath(os.path.abspath(path), top).replace(os.sep, "/")
+    """(repository top, relative path) of a path given relative to the current directory."""
+    full = os.path.abspath(path)
+    return repo_path(full, os.path.dirname(full) or ".")
 
 
 def save_to_git(
@@ -64,12 +66,12 @@ def save_to_git(
     """
     import git
 
-    from git_theta.commands.track import track
     from git_theta.filter.clean import clean
+    from git_theta.git.tracking import track_pattern
 
     top, rel = _repo_path(path)
     if not attributes.tracked_paths([rel], top):
-        track(rel, cwd=top)
+        track_pattern(top, attributes.escape_pattern(rel))
     data = _serialize(state_dict, checkpoint_type)
     old = os.getcwd()
     os.chdir(top)

@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass, field
 
-from git_theta.api.save import repo_path
+from git_theta.api.paths import repo_path
 from git_theta.errors import ThetaError
 from git_theta.git import repo as git_repo
 from git_theta.metadata import Metadata, is_metadata
@@ -62,8 +62,8 @@ def log(path: str, rev: str = "HEAD", *, repo: str = ".", max_count: int | None 
 
 def diff(rev_a: str, rev_b: str, path: str, *, repo: str = ".", numbers: bool = True):
     """Per-parameter changes of `path` from `rev_a` to `rev_b` (git_theta.diffs.compute.ModelDiff)."""
-    from git_theta.commands.diff import diff as run
     from git_theta.diffs.compute import ModelDiff
+    from git_theta.diffs.revisions import diff as run
 
     top, rel = repo_path(path, repo)
     found = run([rev_a, rev_b], [os.path.join(top, rel)], cwd=top, with_numbers=numbers)

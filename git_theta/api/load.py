@@ -4,7 +4,7 @@ from collections.abc import Iterator, Mapping
 
 from git_theta import parallel
 from git_theta.api.frameworks import FRAMEWORKS, from_raw, unflatten
-from git_theta.api.save import repo_path
+from git_theta.api.paths import repo_path
 from git_theta.errors import ThetaError
 from git_theta.git import repo
 from git_theta.metadata import Metadata, is_metadata

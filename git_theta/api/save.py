@@ -18,13 +18,14 @@ import numpy as np
 from git_theta import config, memory, parallel, plugins
 from git_theta.api.frameworks import device_copy, flatten, on_accelerator, to_raw
 from git_theta.api.layouts import format_for_path, layout_fits, layout_for
-from git_theta.commands.fetch import checkout_models
-from git_theta.commands.track import attributes_blob_for
+from git_theta.api.paths import repo_path
 from git_theta.errors import ThetaError
+from git_theta.filter.checkout import checkout_models
 from git_theta.filter.previous import by_content
 from git_theta.formats.detect import by_name
 from git_theta.git import repo
 from git_theta.git.commit import commit_paths, current_branch_ref, index_turn, write_blob
+from git_theta.git.tracking import attributes_blob_for
 from git_theta.logs import get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage import objects_lock
@@ -43,16 +44,6 @@ _savers: dict[tuple[str, str], "_PathSaver"] = {}
 _guard = threading.Lock()
 _BACKGROUND_NICE = 10  # how much lower background saves run than the thread that calls save()
 _PIECE = 16 << 20  # snapshot copies are split into pieces of this size across threads
-
-
-def repo_path(path: str, repo_dir: str) -> tuple[str, str]:
-    """(repository top, path relative to it with '/'), for a path given relative to `repo_dir`."""
-    top = repo.root(repo_dir)
-    full = path if os.path.isabs(path) else os.path.join(os.path.abspath(repo_dir), path)
-    rel = os.path.relpath(full, top).replace(os.sep, "/")
-    if rel.startswith("../"):
-        raise ThetaError(f"{path}: outside the repository at {top}")
-    return top, rel
 
 
 def _lock(top: str) -> threading.Lock:

@@ -1,15 +1,15 @@
 """One side of a model diff: stored metadata (tensors from the LFS store), a checkpoint file, or nothing."""
 
-import hashlib
 from dataclasses import dataclass
 
 from git_theta.errors import ThetaError
-from git_theta.filter.smudge import ensure_objects
 from git_theta.formats.detect import detect, encoded_tensors
 from git_theta.metadata import Metadata, is_metadata
+from git_theta.prefetch import ensure_objects
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry
+from git_theta.updates.save import tensor_hash
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class FileSide(ModelSide):
         checkpoint = fmt.read(memoryview(data), path)
         encoded = fmt.encoded_tensors(checkpoint.layout)
         params = {
-            n: ParamInfo(t.dtype, tuple(t.shape), hashlib.sha256(t.data).hexdigest(), encoded=encoded.get(n))
+            n: ParamInfo(t.dtype, tuple(t.shape), tensor_hash(t), encoded=encoded.get(n))
             for n, t in checkpoint.tensors.items()
         }
         super().__init__(path, params, fmt.name)

@@ -6,9 +6,9 @@ another file) cannot be seen from one file's two sides. `git diff [--cached] [-R
 passed are the ones at those versions, else the driver counts what is new to the file alone.
 """
 
-from git_theta.commands.diff import WORKTREE, resolve, split_args
-from git_theta.filter.context import git_subcommand
+from git_theta.diffs.revisions import WORKTREE, resolve, split_args
 from git_theta.git import repo
+from git_theta.git.invocation import git_subcommand
 
 ZERO = repo.ZERO
 Side = str | None  # a commit, "" for the index, WORKTREE (None)

@@ -54,7 +54,7 @@ def _write_versions(path: str, versions: dict[str, Metadata | None]) -> list[str
 
 def merge_files(ancestor: str, ours: str, theirs: str, path: str) -> int:
     """Merge; writes the result over OURS and returns 0, or returns 1 leaving a conflict."""
-    from git_theta.filter.smudge import ensure_objects
+    from git_theta.prefetch import ensure_objects
     from git_theta.storage.lfs_store import LfsStore
 
     base, a, b = _load(ancestor, path), _load(ours, path), _load(theirs, path)

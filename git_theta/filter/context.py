@@ -9,43 +9,19 @@ smudge passes the metadata through. GIT_THETA_DIFF_SMUDGE=full turns this off.
 import os
 from functools import lru_cache
 
-from git_theta.procs import cmdline, parent
+from git_theta.git.invocation import git_subcommand, subcommand
 
 DIFF_COMMANDS = {"diff", "log", "show", "whatchanged", "range-diff", "diff-tree", "diff-index", "diff-files"}
-_GLOBAL_WITH_VALUE = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path", "--config-env"}
-
-
-def _subcommand(argv: list[str]) -> list[str]:
-    """git's arguments after its global options."""
-    args = argv[1:]
-    i = 0
-    while i < len(args) and args[i].startswith("-"):
-        i += 2 if args[i] in _GLOBAL_WITH_VALUE else 1
-    return args[i:]
 
 
 def is_diff_only(argv: list[str]) -> bool:
     """True for a git command line that only diffs (never writes the work tree)."""
-    sub = _subcommand(argv)
+    sub = subcommand(argv)
     if not sub:
         return False
     if sub[0] in DIFF_COMMANDS:
         return True
     return sub[0] == "stash" and len(sub) > 1 and sub[1] == "show"
-
-
-def git_subcommand() -> list[str]:
-    """The nearest git process above this one: its subcommand and arguments ([] when none)."""
-    pid = os.getppid()
-    for _ in range(3):  # git, or a shell that git started, or that shell's parent
-        argv = cmdline(pid)
-        if argv and os.path.basename(argv[0]) == "git":
-            return _subcommand(argv)
-        up = parent(pid)
-        if not up or up == pid:
-            return []
-        pid = up
-    return []
 
 
 # git commands that run the post-checkout hook once the work tree is written (git 2.39: checkout
@@ -57,7 +33,7 @@ HOOKED_COMMANDS = {"checkout", "switch", "restore", "clone"}
 def runs_post_checkout(argv: list[str]) -> bool:
     """True for a git command line that will run the post-checkout hook after its checkout;
     patch mode (-p) goes through other machinery and is excluded."""
-    sub = _subcommand(argv)
+    sub = subcommand(argv)
     if not sub or sub[0] not in HOOKED_COMMANDS:
         return False
     for arg in sub[1:]:

@@ -63,9 +63,9 @@ def start(data, path: str, write, cwd: str | None = None) -> None:
 
 def _write(fd: int, write) -> None:
     """Write and sync the temp file."""
-    from git_theta.commands import fetch  # storage and numpy: not needed to start a filter
+    from git_theta.filter.checkout import open_output  # storage and numpy: not needed to start a filter
 
-    with fetch._output(fd) as out:
+    with open_output(fd) as out:
         write(out)
         out.flush()
         os.fsync(out.fileno())
@@ -89,8 +89,6 @@ def finish() -> None:
 
 
 def _put_in_place(job: _Job) -> None:
-    from git_theta.commands import fetch
-
     full = os.path.join(job.top, job.path)
     try:
         with open(full, "rb") as f:
@@ -100,9 +98,9 @@ def _put_in_place(job: _Job) -> None:
     if current != job.data:  # git did not write it (a failed checkout), or it was changed since
         _unlink(job.tmp)
         return
-    oid = fetch.index_oids(job.top, [job.path]).get(job.path)
+    oid = index_stat.index_oids(job.top, [job.path]).get(job.path)
     index = repo.git_path("index", job.top)
-    ours = oid is not None and fetch.blob_id(job.data, len(oid)) == oid
+    ours = oid is not None and index_stat.blob_id(job.data, len(oid)) == oid
     fd = os.open(job.tmp, os.O_RDONLY)
     try:
         if ours:
@@ -118,7 +116,7 @@ def _put_in_place(job: _Job) -> None:
         return  # the index names another version: git compares contents itself
     st = os.lstat(full)
     if st.st_mtime_ns != mtime or not index_stat.patch(index, job.path, oid, st):
-        fetch.record_stat(job.top, [job.path])
+        index_stat.record_stat(job.top, [job.path])
 
 
 def _unlink(path: str) -> None:

@@ -42,7 +42,7 @@ def tracked_content(cwd: str | None = None) -> dict[tuple, ParamEntry]:
     """(hash, dtype, shape) -> entry over every tracked checkpoint at HEAD and in the index, so
     a tensor that moved to another file (a resharded checkpoint) is not stored again. Computed
     once per process and state of HEAD and index (a filter process serves many shards)."""
-    from git_theta.commands.ls_files import ls_files
+    from git_theta.git.tracking import tracked_files
 
     top = repo.root(cwd)
     head = repo.run(["rev-parse", "-q", "--verify", "HEAD"], cwd=top, check=False).decode().strip()
@@ -54,7 +54,7 @@ def tracked_content(cwd: str | None = None) -> dict[tuple, ParamEntry]:
     if key not in _repo_known:
         metas = []
         for rev in (head, None) if head else (None,):
-            for path in ls_files(top, rev):
+            for path in tracked_files(top, rev):
                 metas += previous_metadata(path, top, (rev,) if rev else ("",))
         _repo_known.clear()
         _repo_known[key] = by_content(metas)

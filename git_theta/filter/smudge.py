@@ -12,10 +12,11 @@ from git_theta.errors import ThetaError, shorten
 from git_theta.formats.detect import by_name
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, is_metadata
-from git_theta.storage import packs, transfer, verified
+from git_theta.prefetch import ensure_objects
+from git_theta.storage import packs, verified
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor, TensorSpec
-from git_theta.updates import load_entry, objects_of
+from git_theta.updates import load_entry
 
 log = get_logger(__name__)
 
@@ -23,27 +24,6 @@ log = get_logger(__name__)
 # enough to keep both cores busy, little enough that a checkout stays under the model's size
 # (GPT-2-small v3, a chain of two: peak 670-710 MB with three jobs of any size in flight).
 DECODE_BUDGET = 192 << 20
-
-
-def ensure_objects(meta: Metadata, store: LfsStore, cwd: str | None, path: str) -> list[str]:
-    """Fetch, in one batch, every object the metadata needs that the store lacks; returns the
-    oids of all the objects it needs, in the order its entries read them."""
-    needed: dict[str, int] = {}
-    checked: set[str] = set()  # objects only of entries whose content load_tensors checks
-    trusted: set[str] = set()
-    how = verified.mode()
-    for name, entry in meta.params.items():
-        try:
-            objects = objects_of(entry, name)
-        except ThetaError as exc:
-            raise ThetaError(str(exc), path) from None
-        needed.update(objects)
-        if how == verified.ALWAYS or (how == verified.ONCE and not verified.is_verified(store, entry)):
-            checked.update(objects)
-        else:
-            trusted.update(objects)
-    transfer.fetch(store, needed, cwd or ".", what=path, content_checked=checked - trusted)
-    return list(needed)
 
 
 def load_tensors(

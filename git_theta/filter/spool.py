@@ -24,17 +24,6 @@ from git_theta import config, memory
 from git_theta.errors import ThetaError
 
 
-def _available_memory() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 1 << 62
-
-
 def spill_threshold() -> int:
     """Bytes of content held in memory before spilling to disk."""
     if config.get_bool("low_memory"):
@@ -42,7 +31,7 @@ def spill_threshold() -> int:
     share = config.get_float("low_memory_share")
     if share is None or share <= 0:
         share = 0.5
-    return int(_available_memory() * share)
+    return int(memory.available_bytes() * share)
 
 
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if os.uname().sysname == "Linux" else 0)

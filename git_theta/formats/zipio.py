@@ -144,9 +144,9 @@ def _memory_budget() -> int:
     """Bytes decompressed members may take: available memory, and half an address-space limit."""
     import resource
 
-    from git_theta.filter.spool import _available_memory
+    from git_theta.memory import available_bytes
 
-    budget = _available_memory()
+    budget = available_bytes()
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     return budget if soft == resource.RLIM_INFINITY else min(budget, soft // 2)
 

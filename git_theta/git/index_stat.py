@@ -20,6 +20,8 @@ import hashlib
 import os
 import struct
 
+from git_theta.git import repo
+
 STAT_FIELDS = 10  # ctime s/ns, mtime s/ns, dev, ino, mode, uid, gid, size: 32-bit big-endian each
 _EXTENDED = 0x4000
 _NAME_MASK = 0x0FFF
@@ -153,3 +155,35 @@ def backdate(fd: int, index_path: str) -> None:
     now = os.fstat(fd).st_mtime_ns
     when = min(now, index_mtime - 1_000_000_000)
     os.utime(fd, ns=(when, when))
+
+
+def index_oids(top: str, paths: list[str]) -> dict[str, str]:
+    """path -> blob id of its stage-0 index entry."""
+    out = {}
+    for rec in repo.run(["ls-files", "-s", "-z", "--", *paths], cwd=top).split(b"\0"):
+        info, _, path = rec.partition(b"\t")
+        fields = info.split()
+        if len(fields) == 3 and fields[2] == b"0":
+            out[path.decode()] = fields[1].decode()
+    return out
+
+
+def blob_id(data: bytes, hex_len: int) -> str:
+    """git's blob id of `data` (SHA-1, or SHA-256 in a SHA-256 repository)."""
+    algo = hashlib.sha256 if hex_len == 64 else hashlib.sha1
+    return algo(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def record_stat(top: str, paths: list[str]) -> None:
+    """Have the index record the written files' stat without staging anything: each entry gets
+    its own blob again, with no stat (so git compares content, through the filter, not sizes),
+    then a refresh. `update-index -- PATH` would stage whatever the filter makes of the file."""
+    wanted = set(paths)
+    entries = []
+    for rec in repo.run(["ls-files", "-s", "-z"], cwd=top).split(b"\0"):
+        info, _, path = rec.partition(b"\t")
+        if path.decode() in wanted and info.endswith(b" 0"):  # stage 0: not a conflict
+            entries.append(info + b"\t" + path + b"\0")
+    if entries:
+        repo.run(["update-index", "-z", "--index-info"], cwd=top, input=b"".join(entries))
+    repo.run(["update-index", "-q", "--refresh"], cwd=top, check=False)

@@ -2,7 +2,7 @@
 
 import shlex
 
-from git_theta.filter.context import git_subcommand
+from git_theta.git.invocation import git_subcommand
 
 # git commands that run merge drivers and can be aborted and continued (pull runs `git merge`)
 _OPERATIONS = {"merge": "merge", "pull": "merge", "rebase": "rebase", "cherry-pick": "cherry-pick"}

@@ -1,7 +1,5 @@
 """Run the chosen strategies on conflicting parameters and store the merged tensors."""
 
-import hashlib
-
 import numpy as np
 
 from git_theta.merges.base import Sides
@@ -10,7 +8,7 @@ from git_theta.metadata import Metadata, ParamEntry
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry
-from git_theta.updates.save import store_tensor
+from git_theta.updates.save import store_tensor, tensor_hash
 
 
 def load_array(entry: ParamEntry | None, store: LfsStore, name: str) -> np.ndarray | None:
@@ -36,7 +34,7 @@ def resolve(conflict: Conflict, choice: Choice, store: LfsStore) -> ParamEntry |
         return None
     dtype = (conflict.ours or conflict.theirs or conflict.ancestor).dtype
     tensor = RawTensor.from_numpy(np.ascontiguousarray(result), dtype)
-    digest = hashlib.sha256(tensor.data).hexdigest()
+    digest = tensor_hash(tensor)
     for entry in (conflict.ours, conflict.theirs, conflict.ancestor):
         if (
             entry is not None

@@ -1,22 +1,16 @@
 """git-theta-merge-cli: merge many models tracked by git-theta, one parameter at a time."""
 
+import os
+import runpy
+
 from setuptools import find_packages, setup
 
-METHODS = [
-    "average = git_theta_merge_cli.methods.linear:Average",
-    "task-arithmetic = git_theta_merge_cli.methods.linear:TaskArithmetic",
-    "dare-task-arithmetic = git_theta_merge_cli.methods.linear:DareTaskArithmetic",
-    "ties = git_theta_merge_cli.methods.ties:Ties",
-    "breadcrumbs = git_theta_merge_cli.methods.ties:Breadcrumbs",
-    "della = git_theta_merge_cli.methods.ties:Della",
-    "model-stock = git_theta_merge_cli.methods.linear:ModelStock",
-    "fisher = git_theta_merge_cli.methods.weighted:Fisher",
-    "reg-mean = git_theta_merge_cli.methods.weighted:RegMean",
-    "mats = git_theta_merge_cli.methods.weighted:Mats",
-    "covariance-mats = git_theta_merge_cli.methods.weighted:CovarianceMats",
-    "slerp = git_theta_merge_cli.methods.spherical:Slerp",
-    "multi-slerp = git_theta_merge_cli.methods.spherical:MultiSlerp",
-]
+# our methods: one table, also read by git_theta_merge_cli.methods (loaded by path: importing the
+# package here would need git-theta and torch before they are installed)
+TABLE = runpy.run_path(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "git_theta_merge_cli", "methods", "builtin.py")
+)
+METHODS = [f"{name} = {target}" for name, target in TABLE["METHODS"].items()]
 
 setup(
     name="git-theta-merge-cli",
@@ -30,6 +24,6 @@ setup(
             "git-theta-merge-cli = git_theta_merge_cli.cli:main",
             "git-theta-merge-majority-sign = git_theta_merge_cli.majority_sign:main",
         ],
-        "git_theta_merge_cli.methods": METHODS,
+        TABLE["GROUP"]: METHODS,
     },
 )

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import git_theta
-from git_theta.commands.install import config_values
+from git_theta.git.install import config_values
 from tests.conftest import Git
 from tests.helpers import assert_same_state, load, save, small_model
 

@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import load as safetensors_load
 
 import git_theta
-from git_theta.commands.install import config_values
+from git_theta.git.install import config_values
 from tests.conftest import Git
 from tests.helpers import assert_same_state, commit_tracked_model, small_model
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import torch
 
 from git_theta import parallel
-from git_theta.commands.track import attributes_blob_for
 from git_theta.errors import ThetaError
 from git_theta.git import repo
 from git_theta.git.commit import commit_paths, write_blob
+from git_theta.git.tracking import attributes_blob_for
 from git_theta.logs import Progress, get_logger
 from git_theta.memory import release_free_memory
 from git_theta.metadata import Metadata, ParamEntry

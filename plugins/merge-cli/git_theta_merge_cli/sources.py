@@ -82,7 +82,7 @@ class GitModel:
         return load_entry(self.meta.params[name], self.store, name)
 
     def ensure_objects(self) -> None:
-        from git_theta.filter.smudge import ensure_objects
+        from git_theta.prefetch import ensure_objects
 
         ensure_objects(self.meta, self.store, self.top, self.spec)
 

@@ -1,26 +1,10 @@
-"""Merge methods: plug-ins in the entry point group `git_theta_merge_cli.methods`."""
+"""Merge methods: plug-ins in the entry point group `git_theta_merge_cli.methods` (ours listed in
+methods/builtin.py)."""
 
 from git_theta.plugins import Registry
+from git_theta_merge_cli.methods.builtin import GROUP, METHODS
 
-GROUP = "git_theta_merge_cli.methods"
-_BUILTIN = {
-    "average": "linear:Average",
-    "task-arithmetic": "linear:TaskArithmetic",
-    "dare-task-arithmetic": "linear:DareTaskArithmetic",
-    "model-stock": "linear:ModelStock",
-    "ties": "ties:Ties",
-    "breadcrumbs": "ties:Breadcrumbs",
-    "della": "ties:Della",
-    "fisher": "weighted:Fisher",
-    "reg-mean": "weighted:RegMean",
-    "mats": "weighted:Mats",
-    "covariance-mats": "weighted:CovarianceMats",
-    "slerp": "spherical:Slerp",
-    "multi-slerp": "spherical:MultiSlerp",
-}
-methods: Registry = Registry(
-    GROUP, "merge method", {k: f"git_theta_merge_cli.methods.{v}" for k, v in _BUILTIN.items()}
-)
+methods: Registry = Registry(GROUP, "merge method", METHODS)
 
 
 def get(name: str):

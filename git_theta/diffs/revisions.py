@@ -1,4 +1,5 @@
-"""`git theta diff [REV_A] [REV_B] [-- PATH...]`: model diffs with numbers, as text, JSON or a plot.
+"""Model diffs between two revisions, the index or the working tree (`git theta diff [REV_A] [REV_B]
+[-- PATH...]`, `git_theta.diff` and the diff driver's guess at what git compares).
 
 Like `git diff`: no revision compares the index with the working tree, one compares it with the
 working tree, two compare the two; `--cached` compares a revision (HEAD) with the index.
@@ -6,12 +7,12 @@ working tree, two compare the two; `--cached` compares a revision (HEAD) with th
 
 import os
 
-from git_theta.commands.ls_files import ls_files
 from git_theta.diffs.baseline import Baseline
 from git_theta.diffs.compute import ModelDiff, compare
 from git_theta.diffs.sides import PLAIN_BLOB, WORKING_TREE, ModelSide, side_from_bytes
 from git_theta.errors import ThetaError
 from git_theta.git import repo
+from git_theta.git.tracking import tracked_files
 from git_theta.setup_check import require_set_up
 from git_theta.storage.lfs_store import LfsStore
 
@@ -20,7 +21,7 @@ WORKTREE = None  # a side that is the working-tree file
 
 def _tracked_at(rev: str | None, top: str) -> list[str]:
     """Tracked checkpoints on a side: the work tree and the index ("") use the index's list."""
-    return ls_files(top, None if rev is WORKTREE or rev == "" else rev)
+    return tracked_files(top, None if rev is WORKTREE or rev == "" else rev)
 
 
 def _side(rev: str | None, path: str, top: str, store: LfsStore, dirty: set[str]) -> ModelSide:

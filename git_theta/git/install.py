@@ -1,4 +1,5 @@
-"""`git theta install`: register the theta filter, diff and merge drivers in git config."""
+"""Registering git-theta with git: the theta filter, diff and merge drivers in git config, and its
+hooks (what `git theta install` writes, and what tracking a file sets up when it is missing)."""
 
 import subprocess
 
@@ -33,6 +34,7 @@ def config_values() -> dict[str, str]:
 
 
 def is_installed(cwd: str | None = None) -> bool:
+    """Whether git-theta's filter is registered in the git config `cwd` sees."""
     return repo.config_get("filter.theta.process", cwd) is not None
 
 
