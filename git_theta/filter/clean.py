@@ -19,7 +19,8 @@ from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage.packs import store_all
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry, objects_of, policy
-from git_theta.updates.save import store_tensor, tensor_hash
+from git_theta.updates.hashing import tensor_hash
+from git_theta.updates.storing import store_tensor
 from git_theta.updates.side import load_side_updates
 
 log = get_logger(__name__)

@@ -2,6 +2,7 @@
 
 import os
 
+from git_theta import plugins
 from git_theta.updates.chain import load_entry
 from git_theta.updates.chain import objects as objects_of
 
@@ -14,6 +15,4 @@ def get_update_handler(update_type: str | None = None) -> type:
     The original git-theta's entry point, kept so its users' scripts run unchanged: side-loaded
     types offer its `format_update(...)` helper, which returns a side file's parts as numpy arrays.
     """
-    from git_theta import plugins
-
     return plugins.updates.get(update_type or os.environ.get("GIT_THETA_UPDATE_TYPE") or "auto")

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from git_theta.errors import ThetaError
 from git_theta.logs import get_logger
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor, numel
@@ -37,8 +38,6 @@ def rank_from_env() -> int | None:
     try:
         return max(1, int(value))
     except ValueError:
-        from git_theta.errors import ThetaError
-
         raise ThetaError(f"GIT_THETA_LOW_RANK_K={value!r} is not a positive integer") from None
 
 
