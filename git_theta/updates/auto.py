@@ -189,9 +189,8 @@ class _Choice:
             if entry is not None:
                 return entry
             log.debug("auto %s: %s outgrew its room (%.0f)", self.ctx.name, candidate.label, candidate.limit)
-        return self.dense.store(
-            self.tensor, self.ctx
-        )  # not reached: dense is always a candidate without a limit
+        # not reached: dense is always a candidate without a limit
+        return self.dense.store(self.tensor, self.ctx)
 
 
 class AutoUpdate(Update):

@@ -38,7 +38,12 @@ class UpdateContext:
 
     @classmethod
     def holding(
-        cls, store: LfsStore, name: str, previous: ParamEntry, side, held: Held | None
+        cls,
+        store: LfsStore,
+        name: str,
+        previous: ParamEntry | None,
+        side: dict[str, RawTensor] | None,
+        held: Held | None,
     ) -> "UpdateContext":
         """A context that starts from what the caller `held` of the previous values (if anything)."""
         if held is None:
