@@ -68,7 +68,9 @@ def test_zero_or_less_concurrency_means_all_cores(monkeypatch):
     assert config.max_concurrency() == (os.cpu_count() or 1)
 
 
-@pytest.mark.parametrize("word, expected", [("1", True), ("Yes", True), ("on", True), ("0", False), ("FALSE", False)])
+@pytest.mark.parametrize(
+    "word, expected", [("1", True), ("Yes", True), ("on", True), ("0", False), ("FALSE", False)]
+)
 def test_flags(monkeypatch, word, expected):
     monkeypatch.setenv("GIT_THETA_MANUAL_MERGE", word)
     assert config.get_bool("manual_merge") is expected
@@ -129,7 +131,9 @@ def test_multi_valued_git_config_keeps_every_value_in_order():
         ("log_level", "GIT_THETA_LOG_LEVEL", "loud", "one of: DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ],
 )
-def test_a_bad_value_is_one_line_naming_the_variable_and_what_it_accepts(monkeypatch, name, env, word, accepted):
+def test_a_bad_value_is_one_line_naming_the_variable_and_what_it_accepts(
+    monkeypatch, name, env, word, accepted
+):
     monkeypatch.setenv(env, word)
     with pytest.raises(ThetaError) as info:
         config.value(name)

@@ -28,15 +28,18 @@ from git_theta.git.commit import commit_paths, current_branch_ref, index_turn, w
 from git_theta.git.tracking import attributes_blob_for
 from git_theta.logs import get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
+from git_theta.records import Record
 from git_theta.storage import objects_lock
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage.packs import SMALL_BYTES, store_all
 from git_theta.tensor import RawTensor, TensorSpec
 from git_theta.updates import chain, objects_of
 from git_theta.updates.auto import AutoUpdate
+from git_theta.updates.base import Held
 from git_theta.updates.delta import DeltaUpdate
-from git_theta.updates.save import store_tensor, tensor_hash
+from git_theta.updates.hashing import tensor_hash
 from git_theta.updates.sparse import sample_windows
+from git_theta.updates.storing import store_tensor
 
 log = get_logger(__name__)
 _repo_locks: dict[str, threading.Lock] = {}
@@ -105,9 +108,9 @@ def store_state(
         key = (digests[name], tensor.dtype, tuple(tensor.shape))
         if key in reuse and (before is None or before.hash != key[0]) and _all_here(store, reuse[key]):
             return reuse[key]
-        known, seen = _known(memo, name, before), {}
+        held, seen = _held(memo, name, before), {}
         entry = store_tensor(
-            tensor, target, name, before, update_type, digest=digests[name], known=known, seen=seen
+            tensor, target, name, before, update_type, digest=digests[name], held=held, seen=seen
         )
         if memo is not None:
             _remember(memo, name, entry, tensor, before, seen.get("snapshot"), spare)
@@ -131,30 +134,44 @@ def _all_here(store: LfsStore, entry: ParamEntry) -> bool:
     return all(store.has(oid) for oid in objects_of(entry)) and verified.content_matches(entry, store)
 
 
-def _known(memo: dict | None, name: str, before):
-    """(previous value or None, snapshot value, sampled windows of the previous value) from the
-    memo when it describes `before` exactly."""
+class _Memo(Record):
+    """What a background saver keeps of a parameter between saves: the last stored entry, the
+    oid of its chain's snapshot, and the values it holds of them (see _keep)."""
+
+    _COMPARED = ("entry", "snapshot_oid", "held")
+    __slots__ = _COMPARED
+
+    def __init__(self, entry: ParamEntry, snapshot_oid: str, held: Held):
+        self.entry, self.snapshot_oid, self.held = entry, snapshot_oid, held
+
+
+def _held(memo: dict | None, name: str, before) -> Held | None:
+    """What the memo holds of the previous values, when it describes `before` exactly."""
     if memo is None or before is None or name not in memo:
         return None
-    entry, value, windows, snap_oid, snap_value = memo[name]
-    if entry.oid != before.oid or snap_value is None or chain.snapshot_of(before, name).oid != snap_oid:
+    kept = memo[name]
+    if (
+        kept.entry.oid != before.oid
+        or kept.held.snapshot is None
+        or chain.snapshot_of(before, name).oid != kept.snapshot_oid
+    ):
         return None
-    return value, snap_value, windows
+    return kept.held
 
 
 def _remember(memo: dict, name: str, entry, tensor, before, decoded_snapshot, spare=None) -> None:
     """Keep what the next save of this parameter will need (see _keep); a value no longer
     needed goes to `spare` for a later snapshot copy."""
     if before is not None and entry is before:
-        if spare is not None and (name not in memo or memo[name][1] is not tensor):
+        if spare is not None and (name not in memo or memo[name].held.value is not tensor):
             _give(spare, name, tensor)  # an unchanged copy: reuse it
         return  # unchanged: the memo (if any) still holds what describes this value
     old = memo.pop(name, None)
     snap = chain.snapshot_of(entry, name)
     if snap.oid == entry.oid:
         snap_value = tensor
-    elif old is not None and old[3] == snap.oid:
-        snap_value = old[4]
+    elif old is not None and old.snapshot_oid == snap.oid:
+        snap_value = old.held.snapshot
     elif (
         decoded_snapshot is not None
         and before is not None
@@ -163,8 +180,13 @@ def _remember(memo: dict, name: str, entry, tensor, before, decoded_snapshot, sp
         snap_value = decoded_snapshot
     else:
         snap_value = None
-    if spare is not None and old is not None and old[1] is not None and old[1] is not old[4]:
-        _give(spare, name, old[1])
+    if (
+        spare is not None
+        and old is not None
+        and old.held.value is not None
+        and old.held.value is not old.held.snapshot
+    ):
+        _give(spare, name, old.held.value)
     if snap_value is None:
         if spare is not None:
             _give(spare, name, tensor)
@@ -184,7 +206,7 @@ def _keep(memo: dict, name: str, entry, value, snap_oid: str, snap_value, spare:
             if spare is not None:
                 _give(spare, name, value)
             value = None
-    memo[name] = (entry, value, windows, snap_oid, snap_value)
+    memo[name] = _Memo(entry, snap_oid, Held(value, snap_value, windows))
 
 
 def commit_state(top: str, rel: str, meta: Metadata, message: str, ref: str, materialize: bool) -> str:
@@ -298,9 +320,7 @@ class _PathSaver:
             max_workers=1, thread_name_prefix=f"git-theta-save-{rel}", initializer=_yield_to_caller
         )
         self.futures: deque[Future] = deque()
-        # per parameter: last entry, its value (or None and sampled windows of it), its
-        # snapshot's oid and value (see _keep)
-        self.memo: dict = {}
+        self.memo: dict[str, _Memo] = {}  # per parameter: what the next save builds on (see _keep)
         self.spare: dict = {}  # per parameter, buffers no longer needed: the next copies reuse them
 
     def submit(self, state_dict, message, ref, update_type, materialize) -> SaveHandle:

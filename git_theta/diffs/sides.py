@@ -9,7 +9,7 @@ from git_theta.prefetch import ensure_objects
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry
-from git_theta.updates.save import tensor_hash
+from git_theta.updates.hashing import tensor_hash
 
 
 @dataclass(frozen=True)

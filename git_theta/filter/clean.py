@@ -19,8 +19,9 @@ from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage.packs import store_all
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry, objects_of, policy
-from git_theta.updates.save import store_tensor, tensor_hash
+from git_theta.updates.hashing import tensor_hash
 from git_theta.updates.side import load_side_updates
+from git_theta.updates.storing import store_tensor
 
 log = get_logger(__name__)
 
@@ -50,14 +51,31 @@ def clean(
     checkpoint = fmt.read(view, path)
     store = LfsStore.for_cwd(cwd)
     previous = previous_metadata(path, cwd)
-    # this path's own entries first, the index's before HEAD's: cleaning what was just staged
-    # gives back exactly the staged metadata (git status stays clean)
-    known = {**tracked_content(cwd), **by_content(previous[::-1])}
     head = previous[0].params if previous else {}
+    update = plugins.updates.get(config.get("update_type") or "auto")()
+    tensors = dict(checkpoint.tensors)
+    side, kind_of = _side_updates(tensors, update, head, store, path)
+    names = list(tensors)
+    hashes = _hash_all(tensors, done)
+    entries, todo = _reuse_known(tensors, hashes, _known_entries(previous, cwd), store)
+    atol, rtol = config.get_float("parameter_atol"), config.get_float("parameter_rtol")
+    if (atol is not None or rtol is not None) and todo:
+        _apply_tolerance(todo, entries, head, tensors, store, atol or 0.0, rtol or 0.0)
+    _store_changed(todo, entries, tensors, side, kind_of, head, store, done, path)
+    if todo:  # a new version: an unchanged file keeps the entries it was staged with
+        exact = {n for n, digest in hashes.items() if entries[n].hash == digest}
+        _bound_version(entries, exact, tensors, store, len(view), done, path)
+    ordered = {name: entries[name] for name in names}
+    verified.record(store, list(ordered.values()))  # stored here, or reused after a check
+    log.info("clean %s: %d parameters, %d stored", path, len(names), len(todo))
+    return Metadata(fmt.name, checkpoint.layout, ordered).dumps_unchanged(previous)
 
-    update_name = config.get("update_type") or "auto"
-    update = plugins.updates.get(update_name)()
-    tensors_by_name = dict(checkpoint.tensors)
+
+def _side_updates(
+    tensors: dict[str, RawTensor], update, head: dict[str, ParamEntry], store: LfsStore, path: str
+) -> tuple[dict[str, dict], Callable[[str], str]]:
+    """Apply `git theta add --update-data` side files to `tensors` (in place); return the side
+    parts per parameter and the update type each parameter is stored with."""
     side: dict[str, dict] = {}
     side_path = config.get("update_data_path")
     if side_path and not update.takes_side_data:
@@ -65,21 +83,35 @@ def clean(
             "%s: GIT_THETA_UPDATE_DATA_PATH is ignored: update type %r takes no side data", path, update.name
         )
     elif side_path:
-        for name, (new, parts) in load_side_updates(side_path, update, tensors_by_name, head, store).items():
-            tensors_by_name[name] = new
+        for name, (new, parts) in load_side_updates(side_path, update, tensors, head, store).items():
+            tensors[name] = new
             side[name] = parts
         log.info("%s: %d parameters updated from %s (%s)", path, len(side), side_path, update.name)
+    # a side file's parameters use its update; every other one is stored as a plain add would
+    return side, lambda name: update.name if (name in side or not side_path) else "auto"
 
-    names = list(tensors_by_name)
-    tensors = [tensors_by_name[n] for n in names]
+
+def _hash_all(tensors: dict[str, RawTensor], done: Callable) -> dict[str, str]:
+    """Each tensor's content hash, in parallel; `done` releases its bytes once hashed."""
 
     def hash_one(tensor: RawTensor) -> str:
         digest = tensor_hash(tensor)
         done(tensor.data)
         return digest
 
-    hashes = list(parallel.ordered_map(hash_one, tensors, ahead=len(tensors)))
-    atol, rtol = config.get_float("parameter_atol"), config.get_float("parameter_rtol")
+    return dict(zip(tensors, parallel.ordered_map(hash_one, list(tensors.values()), ahead=len(tensors))))
+
+
+def _known_entries(previous: list[Metadata], cwd: str | None) -> dict[tuple, ParamEntry]:
+    """Entries by content: this path's own first, the index's before HEAD's, so cleaning what
+    was just staged gives back exactly the staged metadata (git status stays clean)."""
+    return {**tracked_content(cwd), **by_content(previous[::-1])}
+
+
+def _reuse_known(
+    tensors: dict[str, RawTensor], hashes: dict[str, str], known: dict[tuple, ParamEntry], store: LfsStore
+) -> tuple[dict[str, ParamEntry], dict[tuple, list[str]]]:
+    """(entries reused for tensors stored before, the rest grouped by content: one store each)."""
 
     def reusable(entry: ParamEntry) -> bool:
         """Its objects are here and hold the content its hash names (else store the tensor again)."""
@@ -87,45 +119,37 @@ def clean(
 
     entries: dict[str, ParamEntry] = {}
     todo: dict[tuple, list[str]] = {}
-    for name, tensor, digest in zip(names, tensors, hashes):
-        key = (digest, tensor.dtype, tuple(tensor.shape))
+    for name, tensor in tensors.items():
+        key = (hashes[name], tensor.dtype, tuple(tensor.shape))
         if key in known and reusable(known[key]):
             entries[name] = known[key]
         else:
             todo.setdefault(key, []).append(name)
+    return entries, todo
 
-    if (atol is not None or rtol is not None) and todo:
-        _apply_tolerance(todo, entries, head, tensors_by_name, store, atol or 0.0, rtol or 0.0)
 
+def _store_changed(todo, entries, tensors, side, kind_of, head, store: LfsStore, done, path: str) -> None:
+    """Store one tensor per content in `todo` (packing small ones), filling `entries` for every
+    parameter of its group."""
     progress = Progress(f"storing {path}", len(todo))
-
     by_first = {group[0]: (key, group) for key, group in todo.items()}
 
     def store_one(name: str, target: LfsStore) -> ParamEntry:
-        key, group = by_first[name]
-        # a side file's parameters use its update; every other one is stored as a plain add would
-        kind = update.name if (name in side or not side_path) else "auto"
+        key = by_first[name][0]
         entry = store_tensor(
-            tensors_by_name[name], target, name, head.get(name), kind, side.get(name), digest=key[0]
+            tensors[name], target, name, head.get(name), kind_of(name), side.get(name), digest=key[0]
         )
-        done(tensors_by_name[name].data)
+        done(tensors[name].data)
         progress.advance()
         return entry
 
     try:
-        for stored in store_all(list(by_first), lambda n: tensors_by_name[n].nbytes, store_one, store):
+        for stored in store_all(list(by_first), lambda n: tensors[n].nbytes, store_one, store):
             for first, entry in stored.items():
                 for name in by_first[first][1]:
                     entries[name] = entry
     finally:
         progress.close()
-    if todo:  # a new version: an unchanged file keeps the entries it was staged with
-        exact = {n for n, digest in zip(names, hashes) if entries[n].hash == digest}
-        _bound_version(entries, exact, tensors_by_name, store, len(view), done, path)
-    ordered = {name: entries[name] for name in names}
-    verified.record(store, list(ordered.values()))  # stored here, or reused after a check
-    log.info("clean %s: %d parameters, %d stored", path, len(names), len(todo))
-    return Metadata(fmt.name, checkpoint.layout, ordered).dumps_unchanged(previous)
 
 
 def _bound_version(entries, exact: set, tensors, store, file_bytes: int, done, path: str) -> None:

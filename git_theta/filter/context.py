@@ -6,7 +6,6 @@ reads the stored tensors it needs itself. So when the filter's git parent is a d
 smudge passes the metadata through. GIT_THETA_DIFF_SMUDGE=full turns this off.
 """
 
-import os
 from functools import lru_cache
 
 from git_theta.git.invocation import git_subcommand, subcommand

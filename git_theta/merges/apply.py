@@ -8,7 +8,8 @@ from git_theta.metadata import Metadata, ParamEntry
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry
-from git_theta.updates.save import store_tensor, tensor_hash
+from git_theta.updates.hashing import tensor_hash
+from git_theta.updates.storing import store_tensor
 
 
 def load_array(entry: ParamEntry | None, store: LfsStore, name: str) -> np.ndarray | None:

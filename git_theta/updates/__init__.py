@@ -1,5 +1,6 @@
 """Update types: how a parameter's new value is stored relative to what came before (plug-ins)."""
 
+from git_theta import config, plugins
 from git_theta.updates.chain import load_entry
 from git_theta.updates.chain import objects as objects_of
 
@@ -12,6 +13,4 @@ def get_update_handler(update_type: str | None = None) -> type:
     The original git-theta's entry point, kept so its users' scripts run unchanged: side-loaded
     types offer its `format_update(...)` helper, which returns a side file's parts as numpy arrays.
     """
-    from git_theta import config, plugins
-
     return plugins.updates.get(update_type or config.get("update_type") or "auto")

@@ -7,6 +7,8 @@ sized exactly for small tensors and estimated from sampled windows for large one
 costs a fraction of one encode. The stored entry records the type chosen.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 from git_theta import codec, dtypes
@@ -17,9 +19,14 @@ from git_theta.tensor import RawTensor, numel
 from git_theta.updates import chain, policy, words
 from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.bitdelta import BitDeltaUpdate
-from git_theta.updates.delta import pack_parts
+from git_theta.updates.delta import DeltaUpdate, pack_parts
 from git_theta.updates.dense import DenseUpdate, encoded
-from git_theta.updates.sparse import SparseUpdate, changed_mask
+from git_theta.updates.sparse import (
+    SparseUpdate,
+    changed_mask,
+    changed_share_at_least,
+    windows_changed_at_least,
+)
 
 log = get_logger(__name__)
 EXACT_BYTES = 1 << 20  # below this, candidates are encoded whole rather than sampled
@@ -81,14 +88,109 @@ def _within(limit: float, encode, store):
         return None
 
 
-def _offer(candidates: list, blob: bytes, label: str, room: float, store) -> None:
-    """Add an encoded change as a candidate (`store(blob)` writes it) when the policy's room allows."""
-    if len(blob) <= room:
-        candidates.append((len(blob), label, lambda: store(blob), None))
+class _Candidate:
+    """One way to store the new value: its (estimated) size, and `write`, which stores it; with a
+    `limit`, `write(limit)` gives up (None, nothing stored) once the encoding outgrows it."""
+
+    __slots__ = ("size", "label", "write", "limit")
+
+    def __init__(self, size: float, label: str, write: Callable, limit: float | None = None):
+        self.size, self.label, self.write, self.limit = size, label, write, limit
+
+    def store(self) -> ParamEntry | None:
+        """Write this candidate; None when it outgrew its limit."""
+        return self.write() if self.limit is None else self.write(self.limit)
 
 
-def _size(candidate: tuple) -> float:
-    return candidate[0]
+def _previous_mostly_changed(tensor: RawTensor, ctx: UpdateContext, share: float) -> bool:
+    """Whether sampled elements say at least `share` of `tensor` differs from the previous value
+    (from the windows the caller kept when it holds no previous value: no rebuild)."""
+    if ctx.previous_windows is not None and ctx.previous_value is None:
+        return windows_changed_at_least(tensor, ctx.previous_windows, share)
+    return changed_share_at_least(tensor, ctx.previous_values()[0], share)
+
+
+class _Choice:
+    """Choosing how to store one changed parameter: the room the storage policy leaves a change
+    on the previous value and on its snapshot, and the candidates offered so far."""
+
+    def __init__(self, tensor: RawTensor, ctx: UpdateContext):
+        self.tensor, self.ctx, self.prev = tensor, ctx, ctx.previous
+        self.snap_entry = chain.snapshot_of(self.prev, ctx.name)
+        # bytes a change may take on the previous value / on the snapshot (inf: no bound)
+        self.room_prev = policy.room(self.prev, tensor.nbytes, ctx.name)
+        self.room_snap = policy.room(self.snap_entry, tensor.nbytes, ctx.name)
+        self.candidates: list[_Candidate] = []
+        self.dense, self.sparse, self.bitdelta = DenseUpdate(), SparseUpdate(), BitDeltaUpdate()
+
+    def grown_on_change(self) -> bool:
+        """Rows were appended to a value that is itself a change."""
+        return tuple(self.prev.shape) != tuple(self.tensor.shape) and chain.depth(self.prev) > 0
+
+    def offer(self, kind: DeltaUpdate, blob: bytes, base: ParamEntry, room: float) -> None:
+        """Add an encoded change on `base` as a candidate when the policy's room allows."""
+        if len(blob) <= room:
+            self.candidates.append(
+                _Candidate(
+                    len(blob), kind.name, lambda: kind.store_blob(self.tensor, blob, base, self.ctx.store)
+                )
+            )
+
+    def offer_dense(self, size: float, blob: bytes | None = None) -> None:
+        """Add the value stored whole (`blob` when already encoded) as a candidate of `size` bytes."""
+        if blob is None:
+            self.candidates.append(_Candidate(size, "dense", lambda: self.dense.store(self.tensor, self.ctx)))
+        else:
+            self.candidates.append(
+                _Candidate(size, "dense", lambda: self.dense.store_payload(self.tensor, blob, self.ctx.store))
+            )
+
+    def offer_sparse(self) -> None:
+        """The changed elements on the previous value, when few enough changed (sized exactly)."""
+        tensor, prev = self.tensor, self.prev
+        if (
+            self.room_prev < MIN_CHANGE_BYTES
+            or tuple(prev.shape) != tuple(tensor.shape)
+            or prev.dtype != tensor.dtype
+            or not self.sparse.can_chain(prev, tensor)
+            or _previous_mostly_changed(tensor, self.ctx, DENSE_SAMPLE_SHARE)
+        ):
+            return
+        mask = changed_mask(tensor, self.ctx.previous_values()[0])
+        if np.count_nonzero(mask) <= SPARSE_SHARE * numel(tensor.shape):
+            self.offer(self.sparse, pack_parts(self.sparse.parts_at(tensor, mask)), prev, self.room_prev)
+
+    def stream_bitdelta(self, parts: dict[str, RawTensor], limit: float) -> ParamEntry | None:
+        """Encode a bit delta on the snapshot straight into the store; None (nothing stored) once
+        it outgrows `limit` bytes."""
+        bitdelta = self.bitdelta
+        return _within(
+            limit,
+            lambda sink: pack_parts(parts, bitdelta.part_compressor, True, sink),
+            lambda payload: bitdelta.store_blob(self.tensor, payload, self.snap_entry, self.ctx.store),
+        )
+
+    def offer_appended_rows(self, old: RawTensor) -> None:
+        """Rows appended to a value that is itself a change: against the previous value the old
+        rows cost nothing, against the snapshot they would carry the earlier change again."""
+        if not self.bitdelta.can_chain(self.prev, self.tensor) or self.room_prev < MIN_CHANGE_BYTES:
+            return
+        parts = self.bitdelta.parts(self.tensor, old)
+        if parts is not None:
+            blob = pack_parts(parts, self.bitdelta.part_compressor, True)
+            self.offer(self.bitdelta, blob, self.prev, self.room_prev)
+
+    def store_smallest(self) -> ParamEntry:
+        """Write the smallest candidate that stays within its limit (dense has none)."""
+        ranked = sorted(self.candidates, key=lambda c: c.size)
+        log.debug("auto %s: %s", self.ctx.name, ", ".join(f"{c.label} {c.size:.0f}" for c in ranked))
+        for candidate in ranked:
+            entry = candidate.store()
+            if entry is not None:
+                return entry
+            log.debug("auto %s: %s outgrew its room (%.0f)", self.ctx.name, candidate.label, candidate.limit)
+        # not reached: dense is always a candidate without a limit
+        return self.dense.store(self.tensor, self.ctx)
 
 
 class AutoUpdate(Update):
@@ -102,124 +204,77 @@ class AutoUpdate(Update):
         dense = DenseUpdate()
         if tensor.nbytes == 0 or not ctx.previous_usable():
             return dense.store(tensor, ctx)
-        prev = ctx.previous
-        snap_entry = chain.snapshot_of(prev, ctx.name)
-        # bytes a change may take on the previous value / on the snapshot (inf: no bound)
-        room_prev = policy.room(prev, tensor.nbytes, ctx.name)
-        room_snap = policy.room(snap_entry, tensor.nbytes, ctx.name)
-        if max(room_prev, room_snap) < MIN_CHANGE_BYTES:
+        choice = _Choice(tensor, ctx)
+        if max(choice.room_prev, choice.room_snap) < MIN_CHANGE_BYTES:
             # no change could fit: store the value whole without decoding what it builds on
             log.debug("auto %s: dense (no room for a change under the storage policy)", ctx.name)
             return dense.store(tensor, ctx)
-        if self._sample_says_dense(tensor, prev, room_snap, ctx):
+        if self._sample_says_dense(tensor, ctx.previous, choice.room_snap, ctx):
             log.debug("auto %s: dense (a sampled chunk of the previous value changed throughout)", ctx.name)
             return dense.store(tensor, ctx)
-        # (size, label, store, limit) candidates; `store` writes the chosen one, giving up (None)
-        # when `limit` is given and the encoding outgrows it
-        candidates: list[tuple[float, str, object, float | None]] = []
-        sparse, bitdelta = SparseUpdate(), BitDeltaUpdate()
-        grown_on_change = tuple(prev.shape) != tuple(tensor.shape) and chain.depth(prev) > 0
+        grown = choice.grown_on_change()
         try:  # a corrupt earlier object must not block storing the new value
             snap = ctx.snapshot_value()
-            if (
-                room_prev >= MIN_CHANGE_BYTES
-                and tuple(prev.shape) == tuple(tensor.shape)
-                and prev.dtype == tensor.dtype
-                and sparse.can_chain(prev, tensor)
-                and not ctx.previous_mostly_changed(tensor, DENSE_SAMPLE_SHARE)
-            ):
-                mask = changed_mask(tensor, ctx.previous_values()[0])
-                if np.count_nonzero(mask) <= SPARSE_SHARE * numel(tensor.shape):
-                    blob = pack_parts(sparse.parts_at(tensor, mask))
-                    _offer(
-                        candidates,
-                        blob,
-                        "sparse",
-                        room_prev,
-                        lambda b: sparse.store_blob(tensor, b, prev, ctx.store),
-                    )
-                del mask
-            old = ctx.previous_values()[0] if grown_on_change else None
+            choice.offer_sparse()
+            old = ctx.previous_values()[0] if grown else None
         except ThetaError as exc:
             log.warning("%s; storing %s whole instead of as a change", exc, ctx.name)
             return dense.store(tensor, ctx)
-        if not grown_on_change:
+        if not grown:
             ctx.keep_snapshot_only()  # the previous value is not needed past here: free it early
+        entry = self._offer_bitdelta(choice, snap, grown)
+        if entry is not None:
+            return entry
+        if grown:
+            choice.offer_appended_rows(old)
+        return choice.store_smallest()
+
+    def _offer_bitdelta(self, choice: _Choice, snap: RawTensor, grown: bool) -> ParamEntry | None:
+        """Offer a bit delta on the snapshot and dense; a large bit delta on an unchanged shape is
+        stored at once when it stays under the cheapest alternative (its entry is returned)."""
+        tensor, bitdelta = choice.tensor, choice.bitdelta
         delta_parts = None
         if (
             snap.dtype == tensor.dtype
-            and bitdelta.can_chain(snap_entry, tensor)
-            and self._delta_may_fit(tensor, snap, room_snap)
+            and bitdelta.can_chain(choice.snap_entry, tensor)
+            and self._delta_may_fit(tensor, snap, choice.room_snap)
         ):
             # written before this thread computes another change, so the scratch buffer will do
-            delta_parts = bitdelta.parts(tensor, snap, reuse=not grown_on_change)
+            delta_parts = bitdelta.parts(tensor, snap, reuse=not grown)
         if delta_parts is not None and tensor.nbytes <= EXACT_BYTES:
-            blob = pack_parts(delta_parts, bitdelta.part_compressor, True)
-            _offer(
-                candidates,
-                blob,
-                "bitdelta",
-                room_snap,
-                lambda b: bitdelta.store_blob(tensor, b, snap_entry, ctx.store),
+            choice.offer(
+                bitdelta,
+                pack_parts(delta_parts, bitdelta.part_compressor, True),
+                choice.snap_entry,
+                choice.room_snap,
             )
             dense_blob = encoded(tensor)
-            candidates.append(
-                (len(dense_blob), "dense", lambda: dense.store_payload(tensor, dense_blob, ctx.store), None)
-            )
-        elif delta_parts is not None and not grown_on_change:
+            choice.offer_dense(len(dense_blob), dense_blob)
+        elif delta_parts is not None and not grown:
             # large: the change is encoded straight into the store and given up as soon as it
             # outgrows the cheaper of dense (the snapshot's stored size when it is dense: its
             # compressibility hardly moves) and sparse, or the room the policy leaves it
-            est_dense = self._dense_estimate(tensor, snap_entry)
-            limit = min([est_dense, room_snap] + [c[0] for c in candidates])
-            entry = _within(
-                limit,
-                lambda sink: pack_parts(delta_parts, bitdelta.part_compressor, True, sink),
-                lambda payload: bitdelta.store_blob(tensor, payload, snap_entry, ctx.store),
-            )
+            est_dense = self._dense_estimate(tensor, choice.snap_entry)
+            limit = min([est_dense, choice.room_snap] + [c.size for c in choice.candidates])
+            entry = choice.stream_bitdelta(delta_parts, limit)
             if entry is not None:
-                log.debug("auto %s: bitdelta %d (under %.0f)", ctx.name, entry.size, limit)
+                log.debug("auto %s: bitdelta %d (under %.0f)", choice.ctx.name, entry.size, limit)
                 return entry
-            candidates.append((est_dense, "dense", lambda: dense.store(tensor, ctx), None))
+            choice.offer_dense(est_dense)
         elif delta_parts is not None:
             est_delta, est_dense = self._estimates(tensor, delta_parts)
-            candidates.append(
-                (
+            choice.candidates.append(
+                _Candidate(
                     est_delta,
                     "bitdelta",
-                    lambda limit: _within(
-                        limit,
-                        lambda sink: pack_parts(delta_parts, bitdelta.part_compressor, True, sink),
-                        lambda payload: bitdelta.store_blob(tensor, payload, snap_entry, ctx.store),
-                    ),
-                    room_snap,
+                    lambda limit: choice.stream_bitdelta(delta_parts, limit),
+                    choice.room_snap,
                 )
             )
-            candidates.append((est_dense, "dense", lambda: dense.store(tensor, ctx), None))
+            choice.offer_dense(est_dense)
         else:
-            candidates.append((tensor.nbytes, "dense", lambda: dense.store(tensor, ctx), None))
-        if grown_on_change and bitdelta.can_chain(prev, tensor) and room_prev >= MIN_CHANGE_BYTES:
-            # rows appended to a value that is itself a change: against the previous value the
-            # old rows cost nothing, against the snapshot they would carry the earlier change again
-            prev_parts = bitdelta.parts(tensor, old)
-            if prev_parts is not None:
-                blob2 = pack_parts(prev_parts, bitdelta.part_compressor, True)
-                _offer(
-                    candidates,
-                    blob2,
-                    "bitdelta",
-                    room_prev,
-                    lambda b: bitdelta.store_blob(tensor, b, prev, ctx.store),
-                )
-        log.debug(
-            "auto %s: %s", ctx.name, ", ".join(f"{c[1]} {c[0]:.0f}" for c in sorted(candidates, key=_size))
-        )
-        for _, label, write, limit in sorted(candidates, key=_size):
-            entry = write() if limit is None else write(limit)
-            if entry is not None:
-                return entry
-            log.debug("auto %s: %s outgrew its room (%.0f)", ctx.name, label, limit)
-        return dense.store(tensor, ctx)  # not reached: dense is always a candidate without a limit
+            choice.offer_dense(tensor.nbytes)
+        return None
 
     @staticmethod
     def _sample_says_dense(tensor: RawTensor, prev: ParamEntry, room: float, ctx: UpdateContext) -> bool:

@@ -7,28 +7,53 @@ from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
+from git_theta.updates import chain
+
+
+@dataclass
+class Held:
+    """What a caller still holds in memory of a parameter's previous version (a training loop
+    saving every step): changes are then computed without decoding what was stored."""
+
+    value: RawTensor | None  # the previous value, or None when only `windows` of it were kept
+    snapshot: RawTensor  # the value of the snapshot the previous entry's chain starts from
+    windows: object = None  # sampled windows of the previous value (sparse.sample_windows)
 
 
 @dataclass
 class UpdateContext:
     """What storing a parameter may use besides its new value: the store, the previous entry
-    (HEAD's), and side data from `git theta add --update-data` naming this parameter."""
+    (HEAD's), side data from `git theta add --update-data` naming this parameter, and what is
+    already in memory of the previous values (decoded once, on first use)."""
 
     store: LfsStore
     name: str
     previous: ParamEntry | None = None
     side: dict[str, RawTensor] | None = None
-    _values: tuple | None = field(default=None, repr=False)
-    # sampled windows of the previous value (sparse.sample_windows), when a caller that keeps
-    # them knows the snapshot value but not the previous value itself
-    _windows: object = field(default=None, repr=False)
+    previous_value: RawTensor | None = field(default=None, repr=False)
+    snapshot: RawTensor | None = field(default=None, repr=False)
+    # sampled windows of the previous value, when a caller that keeps them knows the snapshot
+    # value but not the previous value itself (see Held)
+    previous_windows: object = field(default=None, repr=False)
+
+    @classmethod
+    def holding(
+        cls,
+        store: LfsStore,
+        name: str,
+        previous: ParamEntry | None,
+        side: dict[str, RawTensor] | None,
+        held: Held | None,
+    ) -> "UpdateContext":
+        """A context that starts from what the caller `held` of the previous values (if anything)."""
+        if held is None:
+            return cls(store, name, previous, side)
+        return cls(store, name, previous, side, held.value, held.snapshot, held.windows)
 
     def previous_usable(self) -> bool:
         """A previous entry exists and every object it needs is in the local store."""
         if self.previous is None:
             return False
-        from git_theta.updates import chain
-
         try:
             return all(self.store.has(oid) for oid in chain.objects(self.previous, self.name))
         except ThetaError:
@@ -36,35 +61,25 @@ class UpdateContext:
 
     def previous_values(self) -> tuple[RawTensor, RawTensor]:
         """(previous value, value of the snapshot its chain starts from); rebuilt once."""
-        if self._values is None or self._values[0] is None:
-            from git_theta.updates import chain
-
-            self._values = chain.rebuild(self.previous, self.store, self.name, keep_snapshot=True)
-        return self._values
+        if self.previous_value is None:
+            self.previous_value, self.snapshot = chain.rebuild(
+                self.previous, self.store, self.name, keep_snapshot=True
+            )
+        return self.previous_value, self.snapshot
 
     def snapshot_value(self) -> RawTensor:
         """The value of the snapshot the previous entry's chain starts from."""
-        if self._values is not None and self._values[1] is not None:
-            return self._values[1]
+        if self.snapshot is not None:
+            return self.snapshot
         return self.previous_values()[1]
-
-    def previous_mostly_changed(self, tensor: RawTensor, share: float) -> bool:
-        """Whether sampled elements say at least `share` of `tensor` differs from the previous
-        value (from kept windows when there are some: no rebuild)."""
-        from git_theta.updates import sparse
-
-        if self._windows is not None and (self._values is None or self._values[0] is None):
-            return sparse.windows_changed_at_least(tensor, self._windows, share)
-        return sparse.changed_share_at_least(tensor, self.previous_values()[0], share)
 
     def keep_snapshot_only(self) -> None:
         """Drop the previous value (keeping the snapshot) once it is no longer needed."""
-        if self._values is not None:
-            self._values = (None, self._values[1])
+        self.previous_value = None
 
     def release(self) -> None:
         """Drop the previous values so their memory goes before the next parameter's."""
-        self._values = self._windows = None
+        self.previous_value = self.snapshot = self.previous_windows = None
 
 
 class Update(ABC):

@@ -12,6 +12,7 @@ version then reads two stored steps whatever the history length.
 """
 
 from git_theta import codec, memory
+from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor, numel
 from git_theta.updates import chain, words
@@ -53,8 +54,6 @@ class BitDeltaUpdate(DeltaUpdate):
         return out
 
     def apply(self, old: RawTensor, parts: dict[str, RawTensor], entry: ParamEntry, name: str) -> RawTensor:
-        from git_theta.errors import ThetaError
-
         a = words.words(old)
         delta = parts["delta"].numpy().view(a.dtype)
         tail = parts["tail"].numpy().view(a.dtype) if "tail" in parts else a[:0]

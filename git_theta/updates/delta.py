@@ -19,6 +19,7 @@ from git_theta.tensor import RawTensor, numel
 from git_theta.updates import chain, policy
 from git_theta.updates.base import Update, UpdateContext
 from git_theta.updates.dense import write_object
+from git_theta.updates.hashing import tensor_hash
 
 log = get_logger(__name__)
 MAGIC = b"GTPARTS1"  # header first (written by earlier versions; still read)
@@ -186,8 +187,6 @@ class DeltaUpdate(Update):
             return fallback.store(tensor, ctx)
         entry = self.store_blob(tensor, blob, base, ctx.store)
         if ctx.side is None and not self.exact:
-            from git_theta.updates.save import tensor_hash
-
             entry.hash = tensor_hash(self.apply(old, change, entry, ctx.name))
         return entry
 

@@ -24,6 +24,8 @@ import math
 
 from git_theta import config
 from git_theta.metadata import ParamEntry
+from git_theta.storage.packs import PACK_KEY
+from git_theta.updates import chain
 
 # a pack is stored afresh only for at least this many dead bytes: below it a new object (a file, a
 # transfer) costs more than the bytes it saves, and a model of a few kB would store a whole
@@ -41,8 +43,6 @@ def current() -> str:
 
 def step_bytes(entry: ParamEntry) -> int:
     """Bytes of this step alone: its slice when packed with other parameters, else its object."""
-    from git_theta.storage.packs import PACK_KEY
-
     piece = entry.extra.get(PACK_KEY)
     if isinstance(piece, (list, tuple)) and len(piece) == 2 and isinstance(piece[1], int):
         return int(piece[1])
@@ -53,8 +53,6 @@ def closure(entry: ParamEntry | None, name: str = "") -> int:
     """Bytes fetched to rebuild `entry` from nothing: its step and every step below it."""
     if entry is None:
         return 0
-    from git_theta.updates import chain
-
     seen: dict[str, int] = {}
     for step in chain.chain_of(entry, name):
         seen[step.oid] = max(seen.get(step.oid, 0), step_bytes(step))
@@ -70,8 +68,6 @@ def room(base: ParamEntry | None, nbytes: int, name: str = "") -> float:
 
 def version_objects(entries: dict[str, ParamEntry]) -> dict[str, int]:
     """LFS objects (oid -> size) that checking out a version with these entries fetches."""
-    from git_theta.updates import chain
-
     found: dict[str, int] = {}
     for name, entry in entries.items():
         found.update(chain.objects(entry, name))
@@ -89,9 +85,6 @@ def packs_to_detach(entries: dict[str, ParamEntry], bound: int) -> set[str]:
     this version's values), which saves the dead bytes. Packs with fewer than DETACH_MIN_BYTES
     dead bytes stay, so the bound holds up to that much per pack.
     """
-    from git_theta.storage.packs import PACK_KEY
-    from git_theta.updates import chain
-
     objects = version_objects(entries)
     excess = sum(objects.values()) - bound
     if excess <= 0:

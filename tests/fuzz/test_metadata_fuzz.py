@@ -15,7 +15,7 @@ from git_theta.filter.smudge import prepare
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
-from git_theta.updates.save import store_tensor
+from git_theta.updates.storing import store_tensor
 
 SETTINGS = settings(
     max_examples=int(__import__("os").environ.get("GIT_THETA_FUZZ_EXAMPLES", "150")),

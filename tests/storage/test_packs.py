@@ -12,7 +12,7 @@ from git_theta.storage import packs
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry
-from git_theta.updates.save import store_tensor
+from git_theta.updates.storing import store_tensor
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import numpy as np
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry
-from git_theta.updates.save import store_tensor
+from git_theta.updates.storing import store_tensor
 
 
 def raw(array: np.ndarray, dtype: str | None = None) -> RawTensor:

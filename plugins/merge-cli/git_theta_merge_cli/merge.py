@@ -19,7 +19,7 @@ from git_theta.logs import Progress, get_logger
 from git_theta.memory import release_free_memory
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.storage.lfs_store import LfsStore
-from git_theta.updates.save import store_tensor
+from git_theta.updates.storing import store_tensor
 from git_theta_merge_cli import methods
 from git_theta_merge_cli.methods.base import Inputs
 from git_theta_merge_cli.sources import GitModel, from_torch, open_aux, to_torch
