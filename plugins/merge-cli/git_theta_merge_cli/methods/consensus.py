@@ -31,14 +31,13 @@ class Sum:
     def __call__(
         self, out: torch.Tensor, kept: list, weights: list[float] | None, scale: float
     ) -> torch.Tensor:
-        if weights is not None and not any(isinstance(k, Trimmed) for k in kept):
-            return out.add_(weighted_sum(kept, weights), alpha=scale)
-        weights = weights or [1.0] * len(kept)
-        total = kept[0] if not isinstance(kept[0], Trimmed) and weights[0] == 1.0 else None
-        if total is None:
-            total = _add_into(torch.zeros_like(out), kept[0], weights[0])
-        for w, k in zip(weights[1:], kept[1:]):
-            _add_into(total, k, w)
+        weights = weights or [1.0] * len(kept)  # x * 1.0 is x: unweighted sums are unchanged
+        if not any(isinstance(k, Trimmed) for k in kept):
+            total = weighted_sum(kept, weights)
+        else:
+            total = torch.zeros_like(out)
+            for w, k in zip(weights, kept):
+                _add_into(total, k, w)
         return out.add_(total, alpha=scale)
 
 
