@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from git_theta.errors import ThetaError
+from git_theta.merges.declaration import Arg as Arg  # where strategy plug-ins import it from
+from git_theta.merges.declaration import Declared
 
 # Conflict states a strategy may apply to.
 BOTH_MODIFIED = "both-modified"  # changed differently on both sides
@@ -13,16 +15,6 @@ BOTH_ADDED = "both-added"  # added on both sides with different values (no ances
 DELETED_OURS = "deleted-ours"  # we deleted it, they changed it
 DELETED_THEIRS = "deleted-theirs"  # they deleted it, we changed it
 ALL_STATES = frozenset({BOTH_MODIFIED, BOTH_ADDED, DELETED_OURS, DELETED_THEIRS})
-
-
-@dataclass(frozen=True)
-class Arg:
-    """A typed, documented strategy argument."""
-
-    name: str
-    type: type
-    default: object
-    help: str
 
 
 @dataclass
@@ -35,14 +27,13 @@ class Sides:
     theirs: np.ndarray | None
 
 
-class MergeStrategy(ABC):
-    """Resolves one conflicting parameter; computes in float64 (complex128) and casts back."""
+class MergeStrategy(Declared, ABC):
+    """Resolves one conflicting parameter in `git merge` (the merge driver); computes in float64
+    (complex128) and casts back. Extend this to add a strategy users pick per parameter while git
+    merges (entry point group git_theta.plugins.merges): it sees the three sides of one parameter
+    in memory; to merge whole models from the command line, extend the merge CLI's MergeMethod."""
 
-    name: str = ""
-    aliases: tuple[str, ...] = ()
-    description: str = ""
     applies_to: frozenset = ALL_STATES
-    args: tuple[Arg, ...] = ()
     needs: tuple[str, ...] = ()  # sides that must be present: "ancestor", "ours", "theirs"
 
     def applicable(
@@ -60,15 +51,14 @@ class MergeStrategy(ABC):
 
     def parse_args(self, raw: dict[str, str]) -> dict:
         """Typed arguments from strings; unknown names or bad values are errors before any work."""
-        known = {a.name: a for a in self.args}
-        unknown = set(raw) - set(known)
+        unknown = self.unknown_args(raw)
         if unknown:
-            raise ThetaError(f"merge strategy {self.name!r} has no argument(s) {', '.join(sorted(unknown))}")
+            raise ThetaError(f"merge strategy {self.name!r} has no argument(s) {', '.join(unknown)}")
         out = {}
         for arg in self.args:
             value = raw.get(arg.name, arg.default)
             try:
-                out[arg.name] = arg.type(value)
+                out[arg.name] = arg.convert(value)
             except (TypeError, ValueError):
                 raise ThetaError(
                     f"merge strategy {self.name!r}: {arg.name}={value!r} is not a {arg.type.__name__}"

@@ -7,12 +7,13 @@ from git_theta.merges.base import (
     ALL_STATES,
     BOTH_ADDED,
     BOTH_MODIFIED,
-    Arg,
     MergeStrategy,
     Sides,
     cast_like,
     compute,
 )
+from git_theta.merges.declaration import Arg
+from git_theta.merges.task_arithmetic import TaskArithmeticMerge
 
 
 class TakeOurs(MergeStrategy):
@@ -90,7 +91,9 @@ class WeightedAverage(MergeStrategy):
         return cast_like(weight * compute(sides.ours) + (1 - weight) * compute(sides.theirs), sides.ours)
 
 
-class TaskArithmetic(MergeStrategy):
+class TaskArithmetic(MergeStrategy, TaskArithmeticMerge):
+    """The merge driver's task arithmetic: two task vectors (ours, theirs) summed in float64."""
+
     name = "task-arithmetic"
     description = "ancestor + lambda * ((ours - ancestor) + (theirs - ancestor))"
     applies_to = frozenset({BOTH_MODIFIED})
@@ -99,9 +102,19 @@ class TaskArithmetic(MergeStrategy):
     _arith = True
 
     def merge(self, sides: Sides, merge_lambda: float = 1.0, **args):
-        base = compute(sides.ancestor)
-        moved = (compute(sides.ours) - base) + (compute(sides.theirs) - base)
-        return cast_like(base + merge_lambda * moved, sides.ours)
+        merged = self.task_arithmetic(
+            compute(sides.ancestor), [sides.ours, sides.theirs], merge_lambda=merge_lambda
+        )
+        return cast_like(merged, sides.ours)
+
+    def task_vector(self, model, ancestor):
+        return compute(model) - ancestor
+
+    def combine(self, ancestor, kept, merge_lambda: float = 1.0):
+        moved = kept[0]
+        for tau in kept[1:]:
+            moved = moved + tau
+        return ancestor + merge_lambda * moved
 
 
 def context_rules(raw: str | None = None) -> list[tuple[str, str]]:

@@ -6,31 +6,16 @@ from dataclasses import dataclass, field
 import torch
 
 from git_theta.errors import ThetaError
+from git_theta.merges import declaration
 
 
-@dataclass(frozen=True)
-class Arg:
+class Arg(declaration.Arg):
     """One `--x:name=value` argument of a method (repeat the flag for a list)."""
 
-    name: str
-    type: type  # float, int, str, bool; with many=True a list of them
-    default: object
-    help: str
-    many: bool = False
-
     def parse(self, values: list[str]):
+        """The typed value (a list when `many`) of the strings given on the command line."""
         try:
-            if self.type is bool:
-                items = [v.lower() in ("1", "true", "yes", "on") for v in values]
-                bad = [
-                    v
-                    for v in values
-                    if v.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off")
-                ]
-                if bad:
-                    raise ValueError(bad[0])
-            else:
-                items = [self.type(v) for v in values]
+            items = [self.convert(v) for v in values]
         except ValueError:
             raise ThetaError(f"--x:{self.name}: {values!r} is not {self.type.__name__}") from None
         if self.many:
@@ -56,12 +41,13 @@ class Inputs:
         return torch.Generator().manual_seed(self.generator_seed)
 
 
-class MergeMethod(ABC):
-    """Base class of merge methods (entry point group git_theta_merge_cli.methods)."""
+class MergeMethod(declaration.Declared, ABC):
+    """A merge-CLI method (entry point group git_theta_merge_cli.methods): merges whole models
+    parameter by parameter, streamed from git. Extend this to add a method run by
+    `git-theta-merge-cli --merge NAME`, with aux data, seeds and GPUs; a strategy that resolves
+    conflicts inside `git merge` extends git_theta.merges.base.MergeStrategy instead. Task-vector
+    methods extend methods.generalized.GeneralizedTaskArithmetic."""
 
-    name: str = ""
-    description: str = ""
-    args: tuple[Arg, ...] = ()
     needs_ancestor: bool = False
     aux_kind: str | None = None  # "fisher" (shaped like the parameter, or for mats a [rows, rows]
     # matrix), "gram" (input Gram matrices) or "task-vector" (TIES' pre-trimmed task vectors)
@@ -99,8 +85,7 @@ class MergeMethod(ABC):
 
     def parse_args(self, raw: dict[str, list[str]]) -> dict:
         """Typed values of `--x:` arguments; unknown names are an error."""
-        known = {a.name: a for a in self.args}
-        unknown = sorted(set(raw) - set(known))
+        unknown = self.unknown_args(raw)
         if unknown:
             listing = ", ".join(a.name for a in self.args) or "none"
             raise ThetaError(f"{self.name} has no argument {', '.join(unknown)} (its arguments: {listing})")

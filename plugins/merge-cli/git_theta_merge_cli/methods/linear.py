@@ -11,6 +11,9 @@ from git_theta_merge_cli.methods.base import (
     task_vectors,
     weights_for,
 )
+from git_theta_merge_cli.methods.consensus import weighted_sum
+from git_theta_merge_cli.methods.generalized import GeneralizedTaskArithmetic
+from git_theta_merge_cli.methods.sparsify import Random
 
 WEIGHTS = Arg("weights", float, None, "one weight per model (repeat the flag); default equal", many=True)
 LAMBDA = Arg("merge_lambda", float, 1.0, "scale of the summed task vectors")
@@ -20,14 +23,6 @@ SEED = Arg("seed", int, None, "seed of the random masks (the same as --seed; thi
 def lambdas_arg(default: float | None, help: str) -> Arg:
     """`--x:merge_lambda`, once or once per model, read as the original plug-in reads it."""
     return Arg("merge_lambda", float, default, help, many=True)
-
-
-def weighted_sum(tensors, scales: list[float]) -> torch.Tensor:
-    """sum_i scales_i * tensors_i, accumulated into the first tensor."""
-    out = tensors[0].mul_(scales[0])
-    for s, t in zip(scales[1:], tensors[1:]):
-        out.add_(t, alpha=s)
-    return out
 
 
 class Average(MergeMethod):
@@ -59,7 +54,7 @@ class Average(MergeMethod):
         return weighted_sum(inputs.models, w).div_(sum(w))
 
 
-class TaskArithmetic(MergeMethod):
+class TaskArithmetic(GeneralizedTaskArithmetic):
     """theta = theta_0 + sum_i l_i (theta_i - theta_0)  (Ilharco et al. 2023), l_i = merge_lambda
     (default 0.1, the original plug-in's), one per model or one for all; with two models a single
     value l gives (l, 1 - l), as in the original."""
@@ -67,14 +62,15 @@ class TaskArithmetic(MergeMethod):
     name = "task-arithmetic"
     description = "ancestor + merge_lambda * sum of task vectors"
     args = (lambdas_arg(0.1, "scale of the task vectors (one, or one per model)"),)
-    needs_ancestor = True
 
-    def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
-        scales = merge_lambdas(args["merge_lambda"], len(inputs.models))
-        return inputs.ancestor.add_(weighted_sum(task_vectors(inputs), scales))
+    def weights(self, args: dict, n_models: int) -> list[float]:
+        return merge_lambdas(args["merge_lambda"], n_models)
+
+    def scale(self, args: dict) -> float:
+        return 1.0  # merge_lambda scales each task vector (weights)
 
 
-class DareTaskArithmetic(MergeMethod):
+class DareTaskArithmetic(TaskArithmetic):
     """theta = theta_0 + sum_i l_i m_i * tau_i / (1 - p),  m_i ~ Bernoulli(1 - p)  (Yu et al. 2024, DARE);
     defaults as the original plug-in's: p = 0.5, l = 0.5 (two models: (l, 1 - l)).
 
@@ -89,17 +85,9 @@ class DareTaskArithmetic(MergeMethod):
         lambdas_arg(0.5, "scale of the task vectors (one, or one per model)"),
         SEED,
     )
-    needs_ancestor = True
 
-    def merge(self, inputs: Inputs, args: dict) -> torch.Tensor:
-        p = args["dropout_probability"]
-        g = inputs.generator()
-        taus = []
-        for tau in task_vectors(inputs):
-            keep = (torch.rand(tau.shape, generator=g) >= p).to(tau.device)
-            taus.append(tau.mul_(keep).div_(1.0 - p))
-        scales = merge_lambdas(args["merge_lambda"], len(inputs.models))
-        return inputs.ancestor.add_(weighted_sum(taus, scales))
+    def sparsifier(self, args: dict, inputs: Inputs) -> Random:
+        return Random(args["dropout_probability"], inputs.generator())
 
     def check(self, n_models, has_ancestor, n_aux, args):
         super().check(n_models, has_ancestor, n_aux, args)
