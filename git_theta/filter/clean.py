@@ -12,6 +12,7 @@ from git_theta import config, parallel, plugins
 from git_theta.errors import ThetaError
 from git_theta.filter.previous import by_content, previous_metadata, tracked_content
 from git_theta.formats.detect import detect
+from git_theta.formats.siblings import beside
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage import verified
@@ -46,7 +47,7 @@ def clean(
     view = memoryview(data).cast("B")
     if len(view) == 0 or is_metadata(view):
         return bytes(view)  # empty files and metadata pass through unchanged
-    fmt = detect(path, bytes(view[:64]))
+    fmt = detect(path, bytes(view[:64]), beside(path, cwd))
     checkpoint = fmt.read(view, path)
     store = LfsStore.for_cwd(cwd)
     previous = previous_metadata(path, cwd)
