@@ -36,6 +36,8 @@ def _block_entries(table: bytes, offset: int, size: int) -> list[tuple[bytes, by
     block = table[offset : offset + size]
     if len(block) != size or table[offset + size : offset + size + 1] not in (b"\x00",):
         raise ValueError("compressed or truncated table block")
+    if size < 4:
+        raise ValueError("table block too short for its restart count")
     (restarts,) = struct.unpack_from("<I", block, size - 4)
     end = size - 4 - 4 * restarts
     pos, key, out = 0, b"", []
