@@ -17,6 +17,7 @@ from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage import verified
 from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.objects import ObjectStore
 from git_theta.storage.packs import store_all
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry, objects_of, policy
@@ -102,7 +103,7 @@ def clean(
 
     by_first = {group[0]: (key, group) for key, group in todo.items()}
 
-    def store_one(name: str, target: LfsStore) -> ParamEntry:
+    def store_one(name: str, target: ObjectStore) -> ParamEntry:
         key, group = by_first[name]
         # a side file's parameters use its update; every other one is stored as a plain add would
         kind = update.name if (name in side or not side_path) else "auto"
@@ -146,7 +147,7 @@ def _bound_version(entries, exact: set, tensors, store, file_bytes: int, done, p
     log.info("%s: %d parameters stored afresh so a checkout fetches at most the file", path, len(groups))
     firsts = {group[0]: group for group in groups.values()}
 
-    def store_fresh(name: str, target: LfsStore) -> ParamEntry:
+    def store_fresh(name: str, target: ObjectStore) -> ParamEntry:
         entry = store_tensor(tensors[name], target, name, None, "dense", digest=entries[name].hash)
         done(tensors[name].data)
         return entry

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.objects import ObjectStore
 from git_theta.tensor import RawTensor
 
 
@@ -14,7 +15,7 @@ class UpdateContext:
     """What storing a parameter may use besides its new value: the store, the previous entry
     (HEAD's), and side data from `git theta add --update-data` naming this parameter."""
 
-    store: LfsStore
+    store: ObjectStore
     name: str
     previous: ParamEntry | None = None
     side: dict[str, RawTensor] | None = None

@@ -5,7 +5,7 @@ import hashlib
 from git_theta import plugins
 from git_theta.metadata import ParamEntry
 from git_theta.storage import verified
-from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.objects import ObjectStore
 from git_theta.tensor import RawTensor
 from git_theta.updates.base import UpdateContext
 
@@ -17,7 +17,7 @@ def tensor_hash(tensor: RawTensor) -> str:
 
 def store_tensor(
     tensor: RawTensor,
-    store: LfsStore,
+    store: ObjectStore,
     name: str,
     previous: ParamEntry | None = None,
     update_type: str = "auto",
