@@ -120,12 +120,12 @@ class CheckpointFormat(ABC):
         self.write(self.new_layout(state, specs, path), specs, raw.values(), buf, path)
         return buf.getvalue()
 
-    def loads(self, data: memoryview, path: str) -> Any:
+    def loads(self, data: bytes, path: str) -> Any:
         """The in-memory object `load_from_git` returns for a file of this format. Default: the
-        tensors `read` finds, as NumPy arrays by name."""
+        tensors `read` finds, as NumPy arrays (copies) by name."""
         import numpy as np  # on first use, as in tensor.py: metadata-only commands never import it
 
-        return {name: np.array(t.numpy()) for name, t in self.read(data, path).tensors.items()}
+        return {name: np.array(t.numpy()) for name, t in self.read(memoryview(data), path).tensors.items()}
 
     def check_layout(self, layout: dict, specs: list[TensorSpec], path: str) -> None:
         """Refuse (CheckpointError, one line) a layout from metadata that `write` cannot or must
@@ -138,19 +138,22 @@ class CheckpointFormat(ABC):
         checks.check_bounded(layout, path)
 
 
-def skeleton(
-    tree: Mapping, specs: list[TensorSpec], empty: Callable[[TensorSpec], Any], prefix: str = ""
-) -> dict:
+def skeleton(tree: Mapping, specs: list[TensorSpec], empty: Callable[[TensorSpec], Any]) -> dict:
     """`tree` (nested dicts whose leaves are the tensors of `specs`, named by their keys joined
     with '/') with each tensor replaced by `empty(spec)`: a structure without data to save."""
     by_name = {s.name: s for s in specs}
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        out[key] = (
-            skeleton(value, specs, empty, name + "/") if isinstance(value, Mapping) else empty(by_name[name])
-        )
-    return out
+
+    def walk(node: Mapping, prefix: str) -> dict:
+        return {
+            key: (
+                walk(value, f"{prefix}{key}/")
+                if isinstance(value, Mapping)
+                else empty(by_name[f"{prefix}{key}"])
+            )
+            for key, value in node.items()
+        }
+
+    return walk(tree, "")
 
 
 # what parsing bytes from a file we did not write can raise besides our own errors
