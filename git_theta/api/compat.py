@@ -1,53 +1,18 @@
-"""Python API: commit a state dict and load one back without the working-tree round trip."""
+"""Python API: commit a state dict and load one back without the working-tree round trip.
+
+The checkpoint type's format turns the in-memory object into file bytes and back
+(`CheckpointFormat.dumps` / `loads`), so any installed format works here.
+"""
 
 import io
 import os
 
+from git_theta.api.frameworks import flatten, to_raw
 from git_theta.api.paths import repo_path
 from git_theta.errors import ThetaError
 from git_theta.filter.checkout import checkout_models
+from git_theta.formats.detect import by_name
 from git_theta.git import attributes, repo
-
-
-def _serialize(state_dict, checkpoint_type: str) -> bytes:
-    if checkpoint_type in ("safetensors", "safetensors-checkpoint"):
-        from safetensors.torch import save
-
-        return save({k: v.contiguous() for k, v in state_dict.items()})
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(state_dict, buf)
-    return buf.getvalue()
-
-
-def _deserialize(data: bytes, checkpoint_type: str):
-    if checkpoint_type in ("safetensors", "safetensors-checkpoint"):
-        from safetensors.torch import load
-
-        return load(data)
-    if checkpoint_type in ("numpy", "npy", "npz"):
-        import numpy as np
-
-        loaded = np.load(io.BytesIO(data), allow_pickle=False)
-        return dict(loaded) if hasattr(loaded, "files") else loaded
-    if checkpoint_type in ("flax", "flax-checkpoint"):
-        try:
-            from flax.serialization import msgpack_restore
-        except ImportError:
-            raise ThetaError("loading a Flax checkpoint needs flax: pip install 'git-theta[flax]'") from None
-        return msgpack_restore(data)
-    if checkpoint_type not in ("pytorch", "pickled-dict", "torch"):
-        raise ThetaError(
-            f"load_from_git cannot load {checkpoint_type!r} checkpoints into memory; use checkout=True"
-        )
-    try:
-        import torch
-    except ImportError:
-        raise ThetaError(
-            "loading a PyTorch checkpoint needs torch: pip install 'git-theta[pytorch]'"
-        ) from None
-    return torch.load(io.BytesIO(data), weights_only=True)
 
 
 def _repo_path(path: str) -> tuple[str, str]:
@@ -72,7 +37,11 @@ def save_to_git(
     top, rel = _repo_path(path)
     if not attributes.tracked_paths([rel], top):
         track_pattern(top, attributes.escape_pattern(rel))
-    data = _serialize(state_dict, checkpoint_type)
+
+    def tensors() -> dict:  # only formats written by git-theta's own writer need raw tensors
+        return {name: to_raw(value, name) for name, value in flatten(state_dict).items()}
+
+    data = by_name(checkpoint_type).dumps(state_dict, tensors, rel)
     old = os.getcwd()
     os.chdir(top)
     try:
@@ -106,4 +75,4 @@ def load_from_git(sha_or_tag: str, path: str, checkpoint_type: str = "pytorch", 
     if checkout:
         repo.run(["checkout", sha_or_tag, "--", rel], cwd=top)
         checkout_models([rel], cwd=top)  # a clone made without the filter got the metadata
-    return _deserialize(buf.getvalue(), checkpoint_type)
+    return by_name(checkpoint_type).loads(buf.getvalue(), rel)

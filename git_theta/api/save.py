@@ -31,6 +31,7 @@ from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.records import Record
 from git_theta.storage import objects_lock
 from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.objects import ObjectStore
 from git_theta.storage.packs import SMALL_BYTES, store_all
 from git_theta.tensor import RawTensor, TensorSpec
 from git_theta.updates import chain, objects_of
@@ -103,7 +104,7 @@ def store_state(
         groups.setdefault((digests[n], tensors[n].dtype, tuple(tensors[n].shape)), []).append(n)
     reuse = by_content([prev]) if prev is not None else {}
 
-    def one(name: str, target: LfsStore) -> ParamEntry:
+    def one(name: str, target: ObjectStore) -> ParamEntry:
         tensor, before = tensors[name], old.get(name)
         key = (digests[name], tensor.dtype, tuple(tensor.shape))
         if key in reuse and (before is None or before.hash != key[0]) and _all_here(store, reuse[key]):

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from git_theta.errors import ThetaError
 from git_theta.formats.detect import detect, encoded_tensors
+from git_theta.formats.siblings import beside
 from git_theta.metadata import Metadata, is_metadata
 from git_theta.prefetch import ensure_objects
 from git_theta.storage.lfs_store import LfsStore
@@ -81,7 +82,7 @@ class FileSide(ModelSide):
     """A checkpoint file (the working tree, or a plain git blob): parsed in memory, tensors hashed."""
 
     def __init__(self, path: str, data, where: str = WORKING_TREE):
-        fmt = detect(path, bytes(data[:64]))
+        fmt = detect(path, bytes(data[:64]), beside(path))
         checkpoint = fmt.read(memoryview(data), path)
         encoded = fmt.encoded_tensors(checkpoint.layout)
         params = {

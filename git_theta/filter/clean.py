@@ -12,10 +12,12 @@ from git_theta import config, parallel, plugins
 from git_theta.errors import ThetaError
 from git_theta.filter.previous import by_content, previous_metadata, tracked_content
 from git_theta.formats.detect import detect
+from git_theta.formats.siblings import beside
 from git_theta.logs import Progress, get_logger
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage import verified
 from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.objects import ObjectStore
 from git_theta.storage.packs import store_all
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry, objects_of, policy
@@ -47,7 +49,7 @@ def clean(
     view = memoryview(data).cast("B")
     if len(view) == 0 or is_metadata(view):
         return bytes(view)  # empty files and metadata pass through unchanged
-    fmt = detect(path, bytes(view[:64]))
+    fmt = detect(path, bytes(view[:64]), beside(path, cwd))
     checkpoint = fmt.read(view, path)
     store = LfsStore.for_cwd(cwd)
     previous = previous_metadata(path, cwd)
@@ -128,13 +130,13 @@ def _reuse_known(
     return entries, todo
 
 
-def _store_changed(todo, entries, tensors, side, kind_of, head, store: LfsStore, done, path: str) -> None:
+def _store_changed(todo, entries, tensors, side, kind_of, head, store: ObjectStore, done, path: str) -> None:
     """Store one tensor per content in `todo` (packing small ones), filling `entries` for every
     parameter of its group."""
     progress = Progress(f"storing {path}", len(todo))
     by_first = {group[0]: (key, group) for key, group in todo.items()}
 
-    def store_one(name: str, target: LfsStore) -> ParamEntry:
+    def store_one(name: str, target: ObjectStore) -> ParamEntry:
         key = by_first[name][0]
         entry = store_tensor(
             tensors[name], target, name, head.get(name), kind_of(name), side.get(name), digest=key[0]
@@ -169,7 +171,7 @@ def _bound_version(entries, exact: set, tensors, store, file_bytes: int, done, p
     log.info("%s: %d parameters stored afresh so a checkout fetches at most the file", path, len(groups))
     firsts = {group[0]: group for group in groups.values()}
 
-    def store_fresh(name: str, target: LfsStore) -> ParamEntry:
+    def store_fresh(name: str, target: ObjectStore) -> ParamEntry:
         entry = store_tensor(tensors[name], target, name, None, "dense", digest=entries[name].hash)
         done(tensors[name].data)
         return entry

@@ -5,11 +5,20 @@ import subprocess
 from git_theta import config, plugins
 from git_theta.errors import CheckpointError, ThetaError
 from git_theta.formats.base import CheckpointFormat
+from git_theta.formats.siblings import Siblings
 
 
-def by_name(name: str) -> CheckpointFormat:
-    """The format registered under `name` (aliases such as `pickled-dict` included)."""
-    return plugins.checkpoints.get(name)()
+def by_name(name: str, siblings: Siblings | None = None) -> CheckpointFormat:
+    """The format registered under `name` (aliases such as `pickled-dict` included), reading
+    the files beside a checkpoint (when it spans several) from `siblings`."""
+    return _made(plugins.checkpoints.get(name), siblings)
+
+
+def _made(cls: type[CheckpointFormat], siblings: Siblings | None) -> CheckpointFormat:
+    fmt = cls()
+    if siblings is not None:
+        fmt.siblings = siblings
+    return fmt
 
 
 def encoded_tensors(fmt_name: str | None, layout: dict) -> dict[str, str]:
@@ -30,25 +39,26 @@ def attribute(path: str) -> str | None:
     return None if value in ("unspecified", "unset", "set", "") else value
 
 
-def detect(path: str, head: bytes) -> CheckpointFormat:
-    """The format for `path` whose first bytes are `head`; a clear error when none fits.
+def detect(path: str, head: bytes, siblings: Siblings | None = None) -> CheckpointFormat:
+    """The format for `path` whose first bytes are `head`, reading the files beside it (for a
+    checkpoint of several files) from `siblings`; a clear error when none fits.
 
     Order: GIT_THETA_CHECKPOINT_TYPE (or theta.checkpointType), the path's `theta-format`
     attribute, the file's magic bytes (the name breaks ties), then the file name.
     """
     forced = config.get("checkpoint_type") or attribute(path)
     if forced:
-        return by_name(forced)
+        return by_name(forced, siblings)
     classes = plugins.checkpoints.classes()
     sniffed = [cls for cls in classes if cls.sniff(head)]
     for cls in sniffed:  # several formats share a container (zip): the file name breaks the tie
         if cls.claims_path(path):
-            return cls()
+            return _made(cls, siblings)
     if sniffed:
-        return sniffed[0]()
+        return _made(sniffed[0], siblings)
     for cls in classes:
         if cls.claims_path(path):
-            return cls()
+            return _made(cls, siblings)
     raise CheckpointError(
         "not a recognized checkpoint (known types: "
         + ", ".join(c.name for c in classes)

@@ -6,16 +6,16 @@ become parameter names joined with "/".
 """
 
 import base64
-from collections.abc import Iterable
-from typing import BinaryIO
+from collections.abc import Iterable, Mapping
+from typing import Any, BinaryIO
 
 import msgpack
 import numpy as np
 
 from git_theta import dtypes
-from git_theta.errors import CheckpointError, shorten
+from git_theta.errors import CheckpointError, ThetaError, shorten
 from git_theta.formats import layout as checks
-from git_theta.formats.base import Checkpoint, CheckpointFormat
+from git_theta.formats.base import Checkpoint, CheckpointFormat, skeleton
 from git_theta.tensor import RawTensor, TensorSpec, numel
 
 NDARRAY, NATIVE_COMPLEX, NPSCALAR = 1, 2, 3
@@ -50,6 +50,21 @@ class FlaxCheckpoint(CheckpointFormat):
     name = "flax"
     aliases = ("flax-checkpoint", "jax")
     extensions = (".msgpack", ".flax")
+
+    def new_layout(self, tree: Mapping, specs: list[TensorSpec], path: str) -> dict:
+        """The layout flax.serialization gives the state dict's nesting (from empty arrays)."""
+        from flax.serialization import msgpack_serialize
+
+        empty = skeleton(tree, specs, lambda s: np.zeros(0, dtype=dtypes.get(s.dtype).numpy()))
+        return self.layout_of(msgpack_serialize(empty), specs, path)
+
+    def loads(self, data: bytes, path: str) -> Any:
+        """The nested dict of arrays flax.serialization.msgpack_restore makes of the file."""
+        try:
+            from flax.serialization import msgpack_restore
+        except ImportError:
+            raise ThetaError("loading a Flax checkpoint needs flax: pip install 'git-theta[flax]'") from None
+        return msgpack_restore(bytes(data))
 
     def read(self, data: memoryview, path: str) -> Checkpoint:
         try:

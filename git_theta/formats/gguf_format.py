@@ -197,6 +197,7 @@ class GGUFCheckpoint(CheckpointFormat):
 
     name = "gguf"
     extensions = (".gguf",)
+    new_files = False  # its metadata (architecture, tokenizer) does not come from tensors
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:

@@ -13,7 +13,7 @@ HDF5 would have written (HDF5 keeps no checksum of raw data).
 import base64
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO
 
 from git_theta import dtypes
@@ -267,10 +267,10 @@ class HDF5Checkpoint(CheckpointFormat):
             segments = new_file_layout(specs, path)["segments"]
         write_segments(segments, iter(tensors), out, path)
 
-    def new_layout(self, specs: list[TensorSpec], path: str) -> dict:
-        """The layout of a new file holding `specs` (used by `git_theta.save`)."""
+    def new_layout(self, tree: Mapping, specs: list[TensorSpec], path: str) -> dict:
+        """The layout of a new file holding `specs`, datasets named by their flat names."""
         return new_file_layout(specs, path)
 
     def layout_fits(self, layout: dict, specs: list[TensorSpec]) -> bool:
-        """Whether a file's layout can take these tensors (same names, dtypes and shapes)."""
+        """Same names, dtypes and shapes: an HDF5 file's layout fixes every dataset's size."""
         return layout_fits(layout, specs)

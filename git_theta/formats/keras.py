@@ -84,6 +84,7 @@ class KerasCheckpoint(CheckpointFormat):
     name = "keras"
     aliases = ("keras-archive", "keras3")
     extensions = (".keras",)
+    new_files = False  # a Keras archive holds the model config, which tensors alone do not give
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:

@@ -9,8 +9,8 @@ import ast
 import io
 import struct
 import zipfile
-from collections.abc import Iterable
-from typing import BinaryIO
+from collections.abc import Iterable, Mapping
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -115,6 +115,17 @@ class NumpyCheckpoint(CheckpointFormat):
     @classmethod
     def claims_path(cls, path: str) -> bool:
         return path.lower().endswith(cls.extensions)
+
+    def new_layout(self, tree: Mapping, specs: list[TensorSpec], path: str) -> dict:
+        """The layout np.savez gives these arrays (by flat name)."""
+        buf = io.BytesIO()
+        np.savez(buf, **{s.name: np.zeros(0, dtype=dtypes.get(s.dtype).numpy()) for s in specs})
+        return self.layout_of(buf.getvalue(), specs, path)
+
+    def loads(self, data: bytes, path: str) -> Any:
+        """What np.load makes of the file: a dict of arrays (.npz) or one array (.npy)."""
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        return dict(loaded) if hasattr(loaded, "files") else loaded
 
     def read(self, data: memoryview, path: str) -> Checkpoint:
         if bytes(data[:6]) == MAGIC:

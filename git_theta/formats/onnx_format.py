@@ -152,6 +152,7 @@ class ONNXCheckpoint(CheckpointFormat):
 
     name = "onnx"
     extensions = (".onnx",)
+    new_files = False  # the graph around the weights does not come from tensors
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:

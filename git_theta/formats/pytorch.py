@@ -1,18 +1,19 @@
 """PyTorch checkpoints (torch.save zip archives and legacy pickled dicts), read without torch."""
 
 import hashlib
+import io
 import pickle
 import struct
-from collections.abc import Iterable
-from typing import BinaryIO
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from git_theta import dtypes, parallel
-from git_theta.errors import CheckpointError
+from git_theta.errors import CheckpointError, ThetaError
 from git_theta.formats import layout as layout_checks
 from git_theta.formats import torch_pickle, zipio
-from git_theta.formats.base import Checkpoint, CheckpointFormat
+from git_theta.formats.base import Checkpoint, CheckpointFormat, skeleton
 from git_theta.tensor import RawTensor, TensorSpec, numel
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -58,6 +59,16 @@ def _budget(pickle_bytes: int) -> int:
     return min(torch_pickle.MAX_TREE_NODES, 100_000 + 10 * pickle_bytes)
 
 
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ThetaError(
+            "a PyTorch checkpoint in memory needs torch: pip install 'git-theta[pytorch]'"
+        ) from None
+    return torch
+
+
 class PyTorchCheckpoint(CheckpointFormat):
     """`torch.save` files: the zip format (default since torch 1.6) and the legacy pickle format."""
 
@@ -68,6 +79,23 @@ class PyTorchCheckpoint(CheckpointFormat):
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         return head.startswith(b"PK\x03\x04") or head.startswith(_LEGACY_HEAD)
+
+    def new_layout(self, tree: Mapping, specs: list[TensorSpec], path: str) -> dict:
+        """The layout torch.save gives the state dict's nesting (read from a skeleton of empty tensors)."""
+        torch = _torch()
+        buf = io.BytesIO()
+        torch.save(skeleton(tree, specs, lambda s: torch.empty(0, dtype=getattr(torch, s.dtype))), buf)
+        return self.layout_of(buf.getvalue(), specs, path)
+
+    def dumps(self, state: Mapping, tensors: Callable[[], dict[str, RawTensor]], path: str) -> bytes:
+        """What torch.save writes for `state` (non-tensor values included)."""
+        buf = io.BytesIO()
+        _torch().save(state, buf)
+        return buf.getvalue()
+
+    def loads(self, data: bytes, path: str) -> Any:
+        """What torch.load (weights only: no code from the file runs) makes of the file."""
+        return _torch().load(io.BytesIO(data), weights_only=True)
 
     def read(self, data: memoryview, path: str) -> Checkpoint:
         if bytes(data[:4]) == b"PK\x03\x04":

@@ -2,8 +2,8 @@
 
 import json
 import struct
-from collections.abc import Iterable
-from typing import BinaryIO
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, BinaryIO
 
 from git_theta import dtypes
 from git_theta.errors import CheckpointError
@@ -27,6 +27,21 @@ class SafetensorsCheckpoint(CheckpointFormat):
             return False
         (n,) = struct.unpack_from("<Q", head)
         return 2 <= n <= _MAX_HEADER and head[8:9] == b"{"
+
+    def new_layout(self, tree: Mapping, specs: list[TensorSpec], path: str) -> dict:
+        return {"metadata": None}  # flat names ('a/b' for nested dicts) are valid keys
+
+    def dumps(self, state: Mapping, tensors: Callable[[], dict[str, RawTensor]], path: str) -> bytes:
+        """What safetensors.torch.save writes for a flat dict of torch tensors."""
+        from safetensors.torch import save
+
+        return save({k: v.contiguous() for k, v in state.items()})
+
+    def loads(self, data: bytes, path: str) -> Any:
+        """The flat dict of torch tensors safetensors.torch.load makes of the file."""
+        from safetensors.torch import load
+
+        return load(bytes(data))
 
     def read(self, data: memoryview, path: str) -> Checkpoint:
         if len(data) < 8:

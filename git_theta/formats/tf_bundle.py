@@ -3,8 +3,9 @@
 A TF checkpoint is several files: `PREFIX.index` (a small table naming every tensor with its
 dtype, shape and byte range) and `PREFIX.data-0000K-of-0000N` (the bytes). git-theta tracks the
 data shards (`git theta track "*.data-*"`): each is split into its tensors using the `.index`
-beside it in the working tree, and rebuilt byte for byte from the metadata alone. The `.index`
-(and the `checkpoint` file) stay ordinary small files in git.
+beside it, whose bytes the caller hands over through the format's `siblings` (see
+formats.siblings), and rebuilt byte for byte from the metadata alone. The `.index` (and the
+`checkpoint` file) stay ordinary small files in git.
 """
 
 import base64
@@ -35,6 +36,8 @@ def _block_entries(table: bytes, offset: int, size: int) -> list[tuple[bytes, by
     block = table[offset : offset + size]
     if len(block) != size or table[offset + size : offset + size + 1] not in (b"\x00",):
         raise ValueError("compressed or truncated table block")
+    if size < 4:
+        raise ValueError("table block too short for its restart count")
     (restarts,) = struct.unpack_from("<I", block, size - 4)
     end = size - 4 - 4 * restarts
     pos, key, out = 0, b"", []
@@ -58,11 +61,14 @@ def read_table(table: bytes) -> list[tuple[bytes, bytes]]:
     _, pos = _varint(footer, pos)
     index_off, pos = _varint(footer, pos)
     index_size, _ = _varint(footer, pos)
-    entries = []
+    entries, end = [], 0
     for _, handle in _block_entries(table, index_off, index_size):
         off, p = _varint(handle, 0)
         size, _ = _varint(handle, p)
+        if off < end:  # blocks follow one another: a block read twice would multiply the work
+            raise ValueError("overlapping table blocks")
         entries.extend(_block_entries(table, off, size))
+        end = off + size + 5  # the block's trailer: compression type and CRC
     return entries
 
 
@@ -122,44 +128,53 @@ def _shape(proto: bytes) -> list[int]:
     return dims
 
 
+def index_entries(index: bytes, index_name: str, path: str) -> list[tuple[bytes, dict]]:
+    """(tensor name, parsed BundleEntryProto) of every tensor in the bytes of a checkpoint's
+    `.index` file `index_name`; a one-line CheckpointError naming the shard `path` when malformed."""
+    try:
+        entries = read_table(index)
+    except (ValueError, struct.error, IndexError) as exc:
+        raise CheckpointError(f"corrupt checkpoint index {index_name} ({exc})", path) from None
+    out = []
+    for key, value in entries:
+        if not key:
+            continue  # the bundle header
+        try:
+            out.append((key, parse_entry(value)))
+        except (ValueError, IndexError) as exc:
+            raise CheckpointError(f"corrupt index entry for {key!r} ({exc})", path) from None
+    return out
+
+
 class TensorFlowCheckpoint(CheckpointFormat):
     """A data shard of a TensorFlow checkpoint, split by the `.index` beside it."""
 
     name = "tensorflow"
     aliases = ("tf", "tensorflow-checkpoint", "tf-savedmodel", "tensorflow-savedmodel")
     extensions = ()
+    new_files = False  # a shard needs its .index, which tensors alone do not give
 
     @classmethod
     def claims_path(cls, path: str) -> bool:
         return bool(_SHARD.match(os.path.basename(path)))
 
     def read(self, data: memoryview, path: str) -> Checkpoint:
-        m = _SHARD.match(path.replace(os.sep, "/"))
+        m = _SHARD.match(os.path.basename(path))
         if not m:
             raise CheckpointError(
                 "TensorFlow checkpoints are tracked by their data shards (PREFIX.data-00000-of-00001)", path
             )
-        prefix, shard = m.group(1), int(m.group(2))
-        index_path = prefix + ".index"
-        try:
-            with open(index_path, "rb") as f:
-                entries = read_table(f.read())
-        except FileNotFoundError:
+        index_name = m.group(1) + ".index"
+        index_path = path[: len(path) - len(os.path.basename(path))] + index_name  # as the caller names files
+        index = self.siblings.get(index_name)
+        if index is None:
             raise CheckpointError(
                 f"the checkpoint index {index_path} is missing beside the data shard; save the whole checkpoint",
                 path,
-            ) from None
-        except (ValueError, struct.error) as exc:
-            raise CheckpointError(f"corrupt checkpoint index {index_path} ({exc})", path) from None
+            )
         ranges = []
-        for key, value in entries:
-            if not key:
-                continue  # the bundle header
-            try:
-                e = parse_entry(value)
-            except ValueError as exc:
-                raise CheckpointError(f"corrupt index entry for {key!r} ({exc})", path) from None
-            if e["shard_id"] == shard and e["size"]:
+        for key, e in index_entries(index, index_path, path):
+            if e["shard_id"] == int(m.group(2)) and e["size"]:
                 ranges.append((e["offset"], e["size"], key.decode("utf-8", "replace"), e))
         ranges.sort()
         tensors: dict[str, RawTensor] = {}

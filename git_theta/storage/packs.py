@@ -6,12 +6,14 @@ instead of 10,000 (creating a file costs ~0.5 ms here, more than encoding a smal
 Large tensors keep an object each, so unchanged ones are still shared between versions.
 """
 
+import hashlib
 import io
 from collections.abc import Callable, Iterator
 
 from git_theta import parallel
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.objects import ObjectSource, ObjectStore
 
 PACK_KEY = "pack"
 SMALL_BYTES = 1 << 20  # tensors up to this raw size are packed with others
@@ -44,54 +46,81 @@ def plan(names: list[str], nbytes: Callable[[str], int], in_order: bool = False)
 
 
 class _Slot:
-    """An object written into the pack: the ObjectWriter interface over the pack's buffer (a
-    batch stores its tensors one after another, so one slot is open at a time)."""
+    """One object written into the pack (ObjectWriting): its oid is the sha256 of its bytes, as
+    any object's, and the pack records where those bytes lie (a batch stores its tensors one
+    after another, so one slot is open at a time)."""
 
     def __init__(self, pack: "PackingStore"):
-        self.pack, self.start = pack, pack.buf.tell()
+        self.pack, self.start, self.digest = pack, pack.buf.tell(), hashlib.sha256()
 
     def write(self, data) -> int:
+        self.digest.update(data)
         return self.pack.buf.write(data)
 
     def commit(self) -> tuple[str, int]:
-        return self.pack._add(self.start, self.pack.buf.tell() - self.start)
+        return self.pack._add(self.digest.hexdigest(), self.start, self.pack.buf.tell() - self.start)
 
     def abort(self) -> None:
-        self.pack.buf.seek(self.start)
-        self.pack.buf.truncate()
+        self.pack._drop(self.start)
 
 
 class PackingStore:
-    """Stands in for an LfsStore while a batch of small tensors is stored: objects written go
-    into one pack (placeholder oids), which finish() writes and points the entries at."""
+    """An ObjectStore for a batch of small tensors: objects written land in one pack, which
+    finish() writes to the LFS store and points the entries at; existing objects (previous
+    versions) are read from the LFS store."""
 
     def __init__(self, store: LfsStore):
         self.store = store
         self.buf = io.BytesIO()
-        self.slices: list[list[int]] = []
-        self.placeholders: dict[str, int] = {}
+        self.slices: dict[str, list[int]] = {}  # oid of an object written here -> [offset, length]
 
-    def __getattr__(self, name):  # reads and lookups go to the real store
-        return getattr(self.store, name)
+    # ObjectSource: reads go to the LFS store (objects written here are not readable until finish)
+    @property
+    def common_dir(self) -> str:
+        return self.store.common_dir
+
+    @property
+    def check_objects(self) -> bool:
+        return self.store.check_objects
+
+    def has(self, oid: str) -> bool:
+        return self.store.has(oid)
+
+    def read(self, oid: str, what: str = "object"):
+        return self.store.read(oid, what)
+
+    def read_entry(self, entry, what: str = "object"):
+        return self.store.read_entry(entry, what)
+
+    def map_unverified(self, oid: str):
+        return self.store.map_unverified(oid)
+
+    def content_checked(self) -> ObjectSource:
+        return self.store.content_checked()
 
     def writer(self) -> _Slot:
         return _Slot(self)
 
-    def _add(self, start: int, length: int) -> tuple[str, int]:
-        token = f"{len(self.placeholders) + 1:064x}"  # never a real sha256 in practice; replaced below
-        self.placeholders[token] = len(self.slices)
-        self.slices.append([start, length])
-        return token, length
+    def _add(self, oid: str, start: int, length: int) -> tuple[str, int]:
+        if oid in self.slices:  # the same bytes are in the pack already: one copy serves both
+            self._drop(start)
+        else:
+            self.slices[oid] = [start, length]
+        return oid, length
+
+    def _drop(self, start: int) -> None:
+        self.buf.seek(start)
+        self.buf.truncate()
 
     def finish(self, entries: dict[str, ParamEntry]) -> dict[str, ParamEntry]:
-        """Write the pack (or a lone object as itself); entries pointing at it get its oid."""
+        """Write the pack (or a lone object as itself); entries of objects in it point at their slices."""
         if not self.slices:
             return entries
         lone = len(self.slices) == 1
         data = self.buf.getbuffer()
         try:
             if lone:
-                start, length = self.slices[0]
+                start, length = next(iter(self.slices.values()))
                 oid, size = self.store.put(data[start : start + length])
             else:
                 oid, size = self.store.put(data)
@@ -99,22 +128,22 @@ class PackingStore:
             data.release()
         out = {}
         for name, entry in entries.items():
-            i = self.placeholders.get(entry.oid)
-            if i is None:
+            where = self.slices.get(entry.oid)
+            if where is None:
                 out[name] = entry
                 continue
             extra = dict(entry.extra)
             if not lone:
-                extra[PACK_KEY] = self.slices[i]
+                extra[PACK_KEY] = where
             out[name] = entry.replace(oid=oid, size=size, extra=extra)
-        self.buf, self.slices = io.BytesIO(), []
+        self.buf, self.slices = io.BytesIO(), {}
         return out
 
 
 def store_all(
     names: list[str],
     nbytes: Callable[[str], int],
-    store_one: Callable[[str, LfsStore], ParamEntry],
+    store_one: Callable[[str, ObjectStore], ParamEntry],
     store: LfsStore,
 ) -> Iterator[dict[str, ParamEntry]]:
     """store_one(name, store) for every name on worker threads, small tensors packed; yields

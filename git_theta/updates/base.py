@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from git_theta.errors import ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.objects import ObjectStore
 from git_theta.tensor import RawTensor
 from git_theta.updates import chain
 
@@ -26,7 +27,7 @@ class UpdateContext:
     (HEAD's), side data from `git theta add --update-data` naming this parameter, and what is
     already in memory of the previous values (decoded once, on first use)."""
 
-    store: LfsStore
+    store: ObjectStore
     name: str
     previous: ParamEntry | None = None
     side: dict[str, RawTensor] | None = None

@@ -5,11 +5,12 @@ import io
 from git_theta import codec
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.objects import ObjectStore
 from git_theta.tensor import RawTensor
 from git_theta.updates.base import Update, UpdateContext
 
 
-def write_object(store: LfsStore, payload) -> tuple[str, int]:
+def write_object(store: ObjectStore, payload) -> tuple[str, int]:
     """Put `payload` (bytes, or a callable writing to a sink) in the store; (oid, size)."""
     writer = store.writer()
     try:
@@ -39,7 +40,7 @@ class DenseUpdate(Update):
     def store(self, tensor: RawTensor, ctx: UpdateContext) -> ParamEntry:
         return self.store_payload(tensor, lambda sink: codec.encode(tensor, sink), ctx.store)
 
-    def store_payload(self, tensor: RawTensor, payload, store: LfsStore) -> ParamEntry:
+    def store_payload(self, tensor: RawTensor, payload, store: ObjectStore) -> ParamEntry:
         """Store an already encoded (or encodable) form of `tensor`."""
         oid, size = write_object(store, payload)
         return ParamEntry(tensor.dtype, tensor.shape, "", oid, size, self.name, codec.NAME)

@@ -11,6 +11,7 @@ import numpy as np
 from git_theta import dtypes
 from git_theta.errors import ThetaError
 from git_theta.formats.detect import detect
+from git_theta.formats.siblings import beside
 from git_theta.metadata import ParamEntry
 from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
@@ -41,7 +42,7 @@ def read_side_file(path: str) -> dict[str, RawTensor]:
             data = f.read()
     except OSError as exc:
         raise ThetaError(f"cannot read update data ({exc.strerror})", path) from None
-    fmt = detect(path, data[:64])
+    fmt = detect(path, data[:64], beside(path))
     return dict(fmt.read(memoryview(data), path).tensors)
 
 

@@ -3,7 +3,7 @@
 from git_theta import plugins
 from git_theta.metadata import ParamEntry
 from git_theta.storage import verified
-from git_theta.storage.lfs_store import LfsStore
+from git_theta.storage.objects import ObjectStore
 from git_theta.tensor import RawTensor
 from git_theta.updates.base import Held, UpdateContext
 from git_theta.updates.hashing import tensor_hash
@@ -27,7 +27,7 @@ def _reusable(
 
 def store_tensor(
     tensor: RawTensor,
-    store: LfsStore,
+    store: ObjectStore,
     name: str,
     previous: ParamEntry | None = None,
     update_type: str = "auto",

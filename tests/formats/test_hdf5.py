@@ -97,7 +97,7 @@ def test_fresh_file_from_specs_is_valid_hdf5():
         "bf": RawTensor.from_numpy(np.ones(2, ml_dtypes.bfloat16)),
     }
     specs = [TensorSpec(n, t.dtype, t.shape) for n, t in tensors.items()]
-    layout = fmt.new_layout(specs, "new.weights.h5")
+    layout = fmt.new_layout(tensors, specs, "new.weights.h5")
     out = io.BytesIO()
     fmt.write(layout, specs, list(tensors.values()), out, "new.weights.h5")
     again = fmt.read(memoryview(out.getvalue()), "new.weights.h5")

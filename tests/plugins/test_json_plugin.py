@@ -51,3 +51,30 @@ def test_json_checkpoints_through_git(venv, repo):
         and back["w"]["values"][3] == "nan"
     )
     assert g.status() == ""
+
+
+SAVE = """
+import json, sys, numpy as np, git_theta
+v1 = {"w": np.array([[0.5, 1.0], [-2.0, np.nan]], np.float32), "head": {"n": np.arange(3)}}
+first = git_theta.save(v1, "weights.json", "v1")
+v2 = {"w": v1["w"] * 2, "head": {"n": np.arange(3) + 4}}
+second = git_theta.save(v2, "weights.json", "v2", materialize=True)
+back = git_theta.load("weights.json", first, framework="numpy", nested=True)
+print(json.dumps({"w": back["w"].tolist(), "n": back["head"]["n"].tolist(), "dtype": str(back["w"].dtype)}))
+"""
+
+
+def test_python_api_saves_to_a_plug_in_format(venv, repo):
+    """git_theta.save lays out a new .json file by the plug-in format's own methods (no torch here)."""
+    env = dict(repo.env, PATH=f"{venv / 'bin'}{os.pathsep}{repo.env['PATH']}")
+    g = Git(repo.cwd, env)
+    g.theta("install")
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", SAVE], cwd=repo.cwd, env=env, capture_output=True, check=True
+    )
+    back = json.loads(proc.stdout)
+    assert back["n"] == [0, 1, 2] and back["w"][0] == [0.5, 1.0] and back["dtype"] == "float32"
+    assert json.loads(g.out("show", "HEAD:weights.json"))["checkpoint"]["format"] == "json"
+    written = json.load(open(os.path.join(repo.cwd, "weights.json")))  # materialized by the plug-in's writer
+    assert written["head/n"]["values"] == [4, 5, 6] and written["w"]["values"][:3] == [1.0, 2.0, -4.0]
+    assert g.status() == ""

@@ -124,3 +124,25 @@ def test_checkout_of_interleaved_large_and_small_tensors_keeps_order(repo):
     assert_same_state(load(path), sd)
     objects = sum(len(f) for _, _, f in os.walk(os.path.join(repo.cwd, ".git", "lfs", "objects")))
     assert objects == 5  # four weights alone, every small tensor in one pack
+
+
+def test_objects_in_a_pack_are_named_by_their_content_and_stored_once(store):
+    import hashlib
+
+    p = packs.PackingStore(store)
+    w = p.writer()
+    w.write(b"some bytes")
+    assert w.commit() == (hashlib.sha256(b"some bytes").hexdigest(), 10)  # a real oid, not a placeholder
+    x, y = RawTensor.from_numpy(np.arange(100, dtype=np.float32)), RawTensor.from_numpy(np.ones(7, np.int8))
+    entries = p.finish(
+        {
+            "same1": store_tensor(x, p, "same1"),
+            "same2": store_tensor(x, p, "same2"),
+            "other": store_tensor(y, p, "other"),
+        }
+    )
+    assert entries["same1"].extra["pack"] == entries["same2"].extra["pack"]  # equal bytes: one slice
+    assert entries["other"].extra["pack"][0] == entries["same1"].extra["pack"][1] + 10
+    assert entries["same1"].size == 10 + sum(e.extra["pack"][1] for e in (entries["same1"], entries["other"]))
+    for name, t in (("same1", x), ("same2", x), ("other", y)):
+        assert bytes(load_entry(entries[name], store, name).data) == bytes(t.data)

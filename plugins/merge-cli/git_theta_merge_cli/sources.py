@@ -7,6 +7,7 @@ import torch
 
 from git_theta.errors import ThetaError
 from git_theta.formats.detect import detect
+from git_theta.formats.siblings import beside
 from git_theta.git import repo
 from git_theta.metadata import Metadata, ParamEntry, is_metadata
 from git_theta.storage.lfs_store import LfsStore
@@ -100,7 +101,7 @@ class FileTensors:
         except OSError as exc:
             raise ThetaError(f"cannot read aux data ({exc.strerror})", path) from None
         view = memoryview(self._map)
-        checkpoint = detect(path, bytes(view[:64])).read(view, path)
+        checkpoint = detect(path, bytes(view[:64]), beside(path)).read(view, path)
         self.tensors, self.layout = dict(checkpoint.tensors), checkpoint.layout
 
     @property
