@@ -10,7 +10,7 @@ from git_theta.updates.hashing import tensor_hash
 
 
 def _reusable(
-    tensor: RawTensor, store: LfsStore, name: str, previous: ParamEntry | None, digest: str
+    tensor: RawTensor, store: ObjectStore, name: str, previous: ParamEntry | None, digest: str
 ) -> bool:
     """`previous` holds exactly these bits, and its objects are here with that content."""
     if (
