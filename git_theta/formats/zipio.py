@@ -4,6 +4,10 @@ torch writes its checkpoints as uncompressed zip archives with 64-byte aligned m
 takes the central directory from zipfile (zip64 included) and each stored member as a view at
 its offset, avoiding both torch's import and copies of the model; writing them the same way
 (ZipWriter) lets smudge stream a checkpoint tensor by tensor.
+
+zipfile's directory costs more than the hand-written parser it replaced: GPT-2-small's .pt
+(149 members) 1.9 M instructions a read against 0.8 M, ~0.15 ms (benchmarks/bench_lowlevel.py),
+nothing next to the second its checkout takes.
 """
 
 import struct
