@@ -205,7 +205,13 @@ def _put(key: bytes, value: bytes, sink, packer) -> None:
 
 
 def _chunks(view: memoryview, ends: dict | None = None) -> dict[str, memoryview]:
-    """Parse the msgpack map of key -> bin that `encode` writes, as views (no copies)."""
+    """Parse the msgpack map of key -> bin that `encode` writes, as views (no copies).
+
+    By hand because msgpack's Unpacker copies every bin, while the chunks are decompressed
+    straight from the mapped object (git_theta.chunks). benchmarks/bench_lowlevel.py, all of
+    GPT-2-small decoded, medians of 15 interleaved rounds on a loaded 2-core VM: 2.10 s wall,
+    0.83 s CPU, 225 MB peak against 2.96 s, 1.10 s, 447 MB on Unpacker; the parse alone 9 M
+    instructions against ~160 M. Strict bounds: a malformed map is a ValueError."""
     packer_err = ValueError("not a msgpack map of chunks")
     pos = 0
 

@@ -86,7 +86,13 @@ def empty(shape, dtype) -> "np.ndarray":
     offers them (madvise mode): faulting in 500 MB of 4 KiB pages costs ~1.3 s here, of 2 MiB
     pages ~0.05 s. Freed with its last view, like any array; with recycle() on, a large one's
     pages are kept for the next large array instead. Inside placed(), an array of that size
-    starts at the given offset within a page."""
+    starts at the given offset within a page.
+
+    Against np.empty (numpy asks for huge pages itself from 4 MiB), benchmarks/bench_lowlevel.py,
+    GPT-2-small checkout, medians of 15 interleaved rounds on a loaded 2-core VM (ext4, online
+    discard, page cache dropped): 4.08 s wall, 1.19 s CPU, 285 MB peak against 4.66 s, 1.34 s,
+    339 MB; page cache warm, 1.29 s, 1.23 s against 1.56 s, 1.37 s (np.empty neither recycles
+    pages nor places tensors for in-place O_DIRECT writes)."""
     import numpy as np
 
     dt = np.dtype(dtype)

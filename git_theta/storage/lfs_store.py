@@ -63,7 +63,13 @@ class _DirectFile:
 
     Several staging blocks (`depth`): while earlier ones go to the disk on a writer thread the
     next one fills, so the copy and the device overlap (498 MB here: 0.33-0.45 s one block at a
-    time, 0.26-0.28 s with two; a checkout queues four, see CHECKOUT_BLOCK)."""
+    time, 0.26-0.28 s with two; a checkout queues four, see CHECKOUT_BLOCK).
+
+    Against plain buffered writes (GIT_THETA_DIRECT_IO=0), benchmarks/bench_lowlevel.py, medians
+    of 15 interleaved rounds on a loaded 2-core VM, ext4 with online discard, page cache dropped
+    before each: GPT-2-small checkout 4.08 s wall, 1.19 s CPU against 5.62 s, 1.74 s (same
+    285 MB peak), page cache warm 1.29 s, 1.23 s against 2.47 s, 1.86 s; its `git add` with
+    GIT_THETA_DIRECT_IO=1 7.54 s, 2.28 s against 8.34 s, 2.57 s."""
 
     def __init__(self, fd: int, block: int = _DIRECT_BLOCK, depth: int = 2, in_place: bool = False):
         self.fd, self.size, self.fill, self.direct, self.block = fd, 0, 0, True, block
