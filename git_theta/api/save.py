@@ -34,13 +34,13 @@ from git_theta.storage.lfs_store import LfsStore
 from git_theta.storage.objects import ObjectStore
 from git_theta.storage.packs import SMALL_BYTES, store_all
 from git_theta.tensor import RawTensor, TensorSpec
-from git_theta.updates import chain, objects_of
+from git_theta.updates import chain
 from git_theta.updates.auto import AutoUpdate
 from git_theta.updates.base import Held
 from git_theta.updates.delta import DeltaUpdate
 from git_theta.updates.hashing import tensor_hash
 from git_theta.updates.sparse import sample_windows
-from git_theta.updates.storing import store_tensor
+from git_theta.updates.storing import entry_reusable, store_tensor
 
 log = get_logger(__name__)
 _repo_locks: dict[str, threading.Lock] = {}
@@ -107,7 +107,7 @@ def store_state(
     def one(name: str, target: ObjectStore) -> ParamEntry:
         tensor, before = tensors[name], old.get(name)
         key = (digests[name], tensor.dtype, tuple(tensor.shape))
-        if key in reuse and (before is None or before.hash != key[0]) and _all_here(store, reuse[key]):
+        if key in reuse and (before is None or before.hash != key[0]) and entry_reusable(reuse[key], store):
             return reuse[key]
         held, seen = _held(memo, name, before), {}
         entry = store_tensor(
@@ -127,12 +127,6 @@ def store_state(
 
     verified.record(store, list(entries.values()))
     return Metadata(fmt_name, layout, entries)
-
-
-def _all_here(store: LfsStore, entry: ParamEntry) -> bool:
-    from git_theta.storage import verified
-
-    return all(store.has(oid) for oid in objects_of(entry)) and verified.content_matches(entry, store)
 
 
 class _Memo(Record):

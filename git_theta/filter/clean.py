@@ -23,7 +23,7 @@ from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry, objects_of, policy
 from git_theta.updates.hashing import tensor_hash
 from git_theta.updates.side import load_side_updates
-from git_theta.updates.storing import store_tensor
+from git_theta.updates.storing import entry_reusable, store_tensor
 
 log = get_logger(__name__)
 
@@ -115,15 +115,11 @@ def _reuse_known(
 ) -> tuple[dict[str, ParamEntry], dict[tuple, list[str]]]:
     """(entries reused for tensors stored before, the rest grouped by content: one store each)."""
 
-    def reusable(entry: ParamEntry) -> bool:
-        """Its objects are here and hold the content its hash names (else store the tensor again)."""
-        return all(store.has(oid) for oid in objects_of(entry)) and verified.content_matches(entry, store)
-
     entries: dict[str, ParamEntry] = {}
     todo: dict[tuple, list[str]] = {}
     for name, tensor in tensors.items():
         key = (hashes[name], tensor.dtype, tuple(tensor.shape))
-        if key in known and reusable(known[key]):
+        if key in known and entry_reusable(known[key], store):
             entries[name] = known[key]
         else:
             todo.setdefault(key, []).append(name)

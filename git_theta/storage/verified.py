@@ -118,20 +118,3 @@ def retain(store, fingerprints: set[str]) -> int:
         os.replace(tmp, path)
         _known[path] = kept
         return len(known) - len(kept)
-
-
-def content_matches(entry: ParamEntry, store) -> bool:
-    """Whether an entry from HEAD or the index may be reused for a tensor with its hash: it
-    was recorded as verified before, or its objects are decoded and checked now (once)."""
-    if is_verified(store, entry):
-        return True
-    from git_theta.logs import get_logger
-    from git_theta.updates import load_entry
-
-    try:
-        load_entry(entry, store, "", verify=True)
-    except ThetaError as exc:
-        get_logger(__name__).warning("not reusing a stored entry, storing the tensor again: %s", exc)
-        return False
-    record(store, [entry])
-    return True

@@ -1,11 +1,15 @@
 """Storing one tensor through an update type: the single path used by clean, merges and the API."""
 
 from git_theta import plugins
+from git_theta.errors import ThetaError
+from git_theta.logs import get_logger
 from git_theta.metadata import ParamEntry
 from git_theta.storage import verified
 from git_theta.storage.objects import ObjectStore
 from git_theta.tensor import RawTensor
 from git_theta.updates.base import Held, UpdateContext
+from git_theta.updates.chain import load_entry
+from git_theta.updates.chain import objects as objects_of
 from git_theta.updates.hashing import tensor_hash
 
 
@@ -20,9 +24,28 @@ def _reusable(
         or tuple(previous.shape) != tuple(tensor.shape)
     ):
         return False
-    return UpdateContext(store, name, previous).previous_usable() and verified.content_matches(
-        previous, store
-    )
+    return UpdateContext(store, name, previous).previous_usable() and content_matches(previous, store)
+
+
+def content_matches(entry: ParamEntry, store: ObjectStore) -> bool:
+    """Whether an entry from HEAD or the index may be reused for a tensor with its hash: it
+    was recorded as verified before (git_theta.storage.verified), or its objects are decoded and
+    checked now (once)."""
+    if verified.is_verified(store, entry):
+        return True
+    try:
+        load_entry(entry, store, "", verify=True)
+    except ThetaError as exc:
+        get_logger(__name__).warning("not reusing a stored entry, storing the tensor again: %s", exc)
+        return False
+    verified.record(store, [entry])
+    return True
+
+
+def entry_reusable(entry: ParamEntry, store: ObjectStore) -> bool:
+    """Whether a stored entry can stand for an unchanged tensor: its objects are all here and
+    hold its content."""
+    return all(store.has(oid) for oid in objects_of(entry)) and content_matches(entry, store)
 
 
 def store_tensor(
