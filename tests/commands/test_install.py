@@ -1,9 +1,9 @@
-"""`git theta install` (commands.install): git config at the chosen scope, and hooks in a repository."""
+"""`git theta install` (git_theta.git.install): git config at the chosen scope, and hooks in a repository."""
 
 import os
 import subprocess
 
-from git_theta.commands.install import config_values
+from git_theta.git.install import config_values
 
 
 def test_repository_scope_writes_each_value_once_and_installs_hooks(repo):

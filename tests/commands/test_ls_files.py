@@ -1,4 +1,4 @@
-"""`git theta ls-files` (commands.ls_files): tracked checkpoints in the index, by root-relative path."""
+"""`git theta ls-files` (git_theta.git.tracking): tracked checkpoints in the index, by root-relative path."""
 
 import os
 
