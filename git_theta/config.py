@@ -33,6 +33,9 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     # bounded: a version's fetch closure stays within its raw size (clones fetch no more than Git
     # LFS); smallest: the smallest exact change whatever it builds on (see updates.policy)
     "storage_policy": ("GIT_THETA_STORAGE_POLICY", "theta.storagePolicy", "bounded"),
+    # how new objects are compressed: planes (byte planes + zstd where the dtype allows, the
+    # default) or blosc (the zarr blosc layout of earlier versions); either is always read
+    "codec": ("GIT_THETA_CODEC", "theta.codec", "planes"),
 }
 
 
