@@ -58,6 +58,7 @@ setup(
         "numpy>=1.24",
         "tensorstore>=0.1.50",
         "numcodecs>=0.13",  # Blosc straight into numpy arrays: the codec's hot path (git_theta/chunks.py)
+        "zstandard>=0.20",  # byte planes' compression (git_theta/planes.py): its match-finder settings
         "msgpack>=1.0",
         # fast CRC-32 for .pt checkouts (git_theta/formats/zipio.py); zlib's is used where it has no wheels
         'isal>=1.6; platform_machine in "x86_64 AMD64 aarch64 arm64"',

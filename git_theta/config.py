@@ -213,6 +213,17 @@ SETTINGS: dict[str, Setting] = {
             "(always), `0` (never); file systems without O_DIRECT are written normally",
         ),
         Setting(
+            "codec",
+            "GIT_THETA_CODEC",
+            "theta.codec",
+            CHOICE,
+            "planes",
+            "how new objects are compressed: `planes` (byte planes + zstd for float32, bfloat16, float16 "
+            "and changes' words) or `blosc` (the zarr blosc layout of earlier versions, for every dtype); "
+            "objects of either layout are always read",
+            choices={"planes": "planes", "blosc": "blosc"},
+        ),
+        Setting(
             "save_queue",
             "GIT_THETA_SAVE_QUEUE",
             "theta.saveQueue",

@@ -28,7 +28,7 @@ def _encoded(array: np.ndarray, fast: bool, monkeypatch) -> bytes:
     if not fast:
         monkeypatch.setattr(chunks, "runs", lambda shape, c: None)
     sink = io.BytesIO()
-    codec.encode(RawTensor.from_numpy(array), sink)
+    codec.encode(RawTensor.from_numpy(array), sink, codec.BLOSC)  # the layout this module reads
     monkeypatch.undo()
     return sink.getvalue()
 
@@ -52,7 +52,7 @@ def test_either_side_reads_what_the_other_wrote(shape, write_fast, read_fast, mo
 def test_a_chunk_whose_header_lies_about_its_size_is_refused():
     array = np.arange(4000, dtype=np.float32)
     sink = io.BytesIO()
-    codec.encode(RawTensor.from_numpy(array), sink)
+    codec.encode(RawTensor.from_numpy(array), sink, codec.BLOSC)  # the layout this module reads
     stored = msgpack.unpackb(sink.getvalue(), raw=False)
     key = next(k for k in stored if k != ".zarray")
     frame = bytearray(stored[key])

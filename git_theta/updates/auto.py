@@ -287,7 +287,7 @@ class AutoUpdate(Update):
             room == float("inf")
             or tensor.nbytes <= EXACT_BYTES
             or prev.update_type != "dense"
-            or prev.codec != codec.NAME
+            or prev.codec not in (codec.NAME, codec.BLOSC_NAME)
             or "base" in prev.extra
             or "pack" in prev.extra
             or prev.dtype != tensor.dtype
@@ -298,17 +298,17 @@ class AutoUpdate(Update):
         if blob is None:
             return False
         try:
-            where, old = codec.decode_sample(blob, prev.dtype, tuple(prev.shape))
+            start, old = codec.decode_sample(blob, prev.dtype, tuple(prev.shape))
         except ThetaError:
             return False  # the full path reads it again and says what is wrong
         finally:
             blob.close()
         item = dtypes.get(tensor.dtype).itemsize
-        region = np.frombuffer(tensor.data, dtype=np.uint8).reshape(*tensor.shape, item)[where]
+        region = np.frombuffer(tensor.data, dtype=np.uint8)[start * item : start * item + len(old)]
         if region.size == 0:
             return False
         wd = words.word_dtype(tensor.dtype)
-        new_w = np.frombuffer(np.ascontiguousarray(region).reshape(-1), dtype=wd)
+        new_w = np.frombuffer(region, dtype=wd)
         old_w = np.frombuffer(np.ascontiguousarray(old).reshape(-1).view(np.uint8), dtype=wd)
         if len(old_w) != len(new_w):
             return False
@@ -368,7 +368,7 @@ class AutoUpdate(Update):
         """Estimated stored sizes of (bitdelta, dense) from sampled windows of a large tensor."""
         delta = parts["delta"].numpy()
         item = delta.itemsize
-        chunk_elems = max(1, codec.CHUNK_BYTES // item)
+        chunk_elems = max(1, codec.zero_chunk_bytes(parts["delta"].dtype) // item)
         nonzero = [
             i
             for i in range(-(-len(delta) // chunk_elems))

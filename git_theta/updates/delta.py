@@ -193,7 +193,7 @@ class DeltaUpdate(Update):
     def store_blob(self, tensor: RawTensor, blob, base: ParamEntry, store: LfsStore) -> ParamEntry:
         """Write packed parts (bytes, or a callable writing them to a sink); the entry applying them to `base`."""
         oid, size = write_object(store, blob)
-        codec_name = codec.DELTA_NAME if self.part_compressor is codec.DELTA_COMPRESSOR else codec.NAME
+        codec_name = codec.name_of(self.part_compressor)
         extra = {"base": base.to_json()}
         return ParamEntry(tensor.dtype, tensor.shape, "", oid, size, self.name, codec_name, extra)
 

@@ -43,7 +43,7 @@ class DenseUpdate(Update):
     def store_payload(self, tensor: RawTensor, payload, store: ObjectStore) -> ParamEntry:
         """Store an already encoded (or encodable) form of `tensor`."""
         oid, size = write_object(store, payload)
-        return ParamEntry(tensor.dtype, tensor.shape, "", oid, size, self.name, codec.NAME)
+        return ParamEntry(tensor.dtype, tensor.shape, "", oid, size, self.name, codec.name_of(None))
 
     def load(self, entry: ParamEntry, store: LfsStore, name: str) -> RawTensor:
         blob = store.read_entry(entry, what=f"parameter {name!r}")

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Coverage-guided fuzzing (atheris/libFuzzer) of the metadata parser, every checkpoint reader
-and every writer.
+"""Coverage-guided fuzzing (atheris/libFuzzer) of the metadata parser, every checkpoint reader,
+every writer and the stored-object decoders (planes and zarr blosc).
 
 Each input is either parsed as metadata (and, when it parses, written as its format's file: the
 writers take layouts from metadata anyone may commit) or handed to one format's reader (and what
-it read written back); anything but a result or a ThetaError is a finding (atheris stops and
+it read written back, or decoded as a stored object of a few dtypes and shapes); anything but a
+result or a ThetaError is a finding (atheris stops and
 prints the input). Run with a bounded budget:
 
     python tests/fuzz/atheris_readers.py -atheris_runs=20000
@@ -21,13 +22,16 @@ import torch
 # CUDA build imports far more of it) took the fuzzer's memory past libFuzzer's 2 GB limit.
 
 with atheris.instrument_imports(include=["git_theta"]):
+    from git_theta import codec, planes
     from git_theta.errors import ThetaError
     from git_theta.formats.detect import by_name
     from git_theta.metadata import Metadata
     from git_theta.tensor import RawTensor, TensorSpec
 
 FORMATS = ["metadata", "pytorch", "safetensors", "numpy", "flax"]
-FORMATS += ["hdf5", "keras", "gguf", "onnx"]
+FORMATS += ["hdf5", "keras", "gguf", "onnx", "object"]
+OBJECT_DTYPES = ["float32", "bfloat16", "float16", "uint32", "uint16", "int64"]
+OBJECT_SHAPES = [(1200,), (40, 30), (0,), (), (7,)]
 
 
 def seeds() -> list[bytes]:
@@ -53,6 +57,32 @@ def seeds() -> list[bytes]:
         out.append(bytes([0]) + Metadata(fmt_name, ck.layout, params).dumps())
     out += _hdf5_seeds()
     out += _gguf_onnx_seeds()
+    out += _object_seeds()
+    return out
+
+
+def _object_seeds() -> list[bytes]:
+    """Stored objects of both layouts, planes ones in chunks of 512 bytes (several per object)."""
+    import ml_dtypes
+
+    casts = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+    out = []
+    rng = np.random.default_rng(0)
+    saved, planes.CHUNK_BYTES = planes.CHUNK_BYTES, 512
+    try:
+        for d, dtype in enumerate(OBJECT_DTYPES):
+            for s, shape in enumerate(OBJECT_SHAPES[:2]):
+                values = (rng.standard_normal(shape) * 0.02).astype(np.float32)
+                if dtype in casts:
+                    tensor = RawTensor.from_numpy(values.astype(casts[dtype]), dtype)
+                else:
+                    tensor = RawTensor.from_numpy((values.view(np.uint32) >> 20).astype(dtype))
+                for compressor in (None, codec.BLOSC):
+                    sink = io.BytesIO()
+                    codec.encode(tensor, sink, compressor)
+                    out.append(bytes([FORMATS.index("object"), d, s]) + sink.getvalue())
+    finally:
+        planes.CHUNK_BYTES = saved
     return out
 
 
@@ -117,7 +147,13 @@ def one_input(data: bytes) -> None:
         return
     kind, body = FORMATS[data[0] % len(FORMATS)], data[1:]
     try:
-        if kind == "metadata":
+        if kind == "object":
+            if len(body) < 2:
+                return
+            dtype = OBJECT_DTYPES[body[0] % len(OBJECT_DTYPES)]
+            shape = OBJECT_SHAPES[body[1] % len(OBJECT_SHAPES)]
+            codec.decode(body[2:], dtype, shape, what="fuzz")
+        elif kind == "metadata":
             meta = Metadata.loads(body, "fuzz")
             specs = [TensorSpec(n, e.dtype, tuple(e.shape)) for n, e in meta.params.items()]
             if sum(e.nbytes for e in meta.params.values()) <= 1 << 20:
