@@ -11,6 +11,13 @@ from git_theta import config
 
 A = TypeVar("A")
 B = TypeVar("B")
+_shared: list = []  # [threading.local()], made with the first pool: whether a job shares the cores
+
+
+def among_others() -> bool:
+    """Whether this runs as one of several jobs ordered_map keeps in flight at once: work inside
+    it then gains little from workers of its own (all cores are busy with its peers)."""
+    return bool(_shared) and getattr(_shared[0], "busy", False)
 
 
 def ordered_map(
@@ -28,7 +35,19 @@ def ordered_map(
             yield fn(item)
         return
     ahead = ahead or workers + 1
+    import threading
     from concurrent.futures import ThreadPoolExecutor
+
+    if not _shared:
+        _shared.append(threading.local())
+    flag = _shared[0]
+
+    def job(item: A) -> B:
+        flag.busy = ahead > 1
+        try:
+            return fn(item)
+        finally:
+            flag.busy = False
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="git-theta") as pool:
         pending: deque = deque()
@@ -40,7 +59,7 @@ def ordered_map(
                     fut, done = pending.popleft()
                     in_flight -= done
                     yield fut.result()
-                pending.append((pool.submit(fn, item), c))
+                pending.append((pool.submit(job, item), c))
                 in_flight += c
             while pending:
                 yield pending.popleft()[0].result()

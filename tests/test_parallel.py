@@ -27,3 +27,13 @@ def test_budget_bounds_the_cost_in_flight(monkeypatch):
 
 def test_without_a_budget_ahead_rules():
     assert list(parallel.ordered_map(lambda x: x * 2, range(20), ahead=3)) == [x * 2 for x in range(20)]
+
+
+def test_jobs_know_when_they_share_the_cores(monkeypatch):
+    """among_others: true inside a job of a map keeping several in flight, false with one at a
+    time (low-memory mode: the job's own work should use the cores) and outside any map."""
+    monkeypatch.setenv("GIT_THETA_MAX_CONCURRENCY", "2")
+    assert not parallel.among_others()
+    assert set(parallel.ordered_map(lambda _: parallel.among_others(), range(6), ahead=3)) == {True}
+    assert set(parallel.ordered_map(lambda _: parallel.among_others(), range(6), ahead=1)) == {False}
+    assert not parallel.among_others()

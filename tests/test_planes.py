@@ -306,3 +306,31 @@ def test_both_decoders_agree(decoder, small_chunks):
     for array, dtype in ((weights((700, 300)), None), (weights(5000, ml_dtypes.bfloat16), "bfloat16")):
         round_trip(array, dtype)
     round_trip(np.where(np.arange(9000) % 7, 0, np.arange(9000)).astype(np.uint32))
+
+
+def test_small_tensors_among_other_jobs_start_no_pool_of_their_own(monkeypatch, small_chunks):
+    """Clean and checkout run tensors as parallel jobs: inside one, a tensor of a few chunks is
+    encoded and decoded on its thread; a large one, or one outside such jobs, still fans out."""
+    from git_theta import parallel
+
+    monkeypatch.setenv("GIT_THETA_MAX_CONCURRENCY", "2")
+    calls = []
+    real = parallel.ordered_map
+
+    def counting(fn, items, *args, **kwargs):
+        calls.append(len(items))
+        return real(fn, items, *args, **kwargs)
+
+    monkeypatch.setattr(planes.parallel, "ordered_map", counting)
+    small = weights(3 * 1024)  # 3 chunks of 4 KiB
+    large = weights((planes.NESTED_MIN_CHUNKS + 4) * 1024)
+
+    def job(array):
+        return round_trip(array)
+
+    list(real(job, [small, small], ahead=2))
+    assert calls == []
+    list(real(job, [large], ahead=2))
+    assert len(calls) == 2  # its encode and its decode
+    round_trip(small)
+    assert len(calls) == 4
