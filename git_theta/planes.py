@@ -406,17 +406,23 @@ def blosc_decodes() -> bool:
     return bool(np.array_equal(want, got))
 
 
-def decode(blob, dtype: str, shape: tuple[int, ...], done=None) -> np.ndarray:
-    """The bytes (a flat uint8 array) of the tensor of `dtype` and `shape` stored in `blob`, each
-    chunk decoded on a worker thread straight into its place. `done(lo, hi)` after each chunk,
-    with the byte range of `blob` it read. ValueError (or zstd's or blosc's error) when `blob` is
-    not a planes object of this dtype and shape."""
+def _open(blob, dtype: str, shape: tuple[int, ...]) -> tuple[memoryview, int, int, int, list[tuple]]:
+    """(bytes, element size, rotation, elements per chunk, chunks) of a planes object of `dtype`
+    and `shape`, header and every chunk's lengths checked (see _parse)."""
     view = memoryview(blob).cast("B")
     width = dtypes.get(dtype).itemsize
     if width not in _WORD:
         raise ValueError(f"{dtype} is not stored as planes")
     rot, per, pos = _header(view, width, shape)
-    jobs = _parse(view, pos, width, numel(shape), per)
+    return view, width, rot, per, _parse(view, pos, width, numel(shape), per)
+
+
+def decode(blob, dtype: str, shape: tuple[int, ...], done=None) -> np.ndarray:
+    """The bytes (a flat uint8 array) of the tensor of `dtype` and `shape` stored in `blob`, each
+    chunk decoded on a worker thread straight into its place. `done(lo, hi)` after each chunk,
+    with the byte range of `blob` it read. ValueError (or zstd's or blosc's error) when `blob` is
+    not a planes object of this dtype and shape."""
+    view, width, rot, per, jobs = _open(blob, dtype, shape)
     out = memory.empty(numel(shape) * width, np.uint8)
     word = _WORD[width]
     fast = blosc_decodes()
@@ -467,12 +473,7 @@ def _groups(items: list) -> list[list]:
 
 def decode_sample(blob, dtype: str, shape: tuple[int, ...]) -> tuple[int, np.ndarray]:
     """The smallest chunk of a stored tensor decoded alone: (its first element, its bytes)."""
-    view = memoryview(blob).cast("B")
-    width = dtypes.get(dtype).itemsize
-    if width not in _WORD:
-        raise ValueError(f"{dtype} is not stored as planes")
-    rot, per, pos = _header(view, width, shape)
-    jobs = _parse(view, pos, width, numel(shape), per)
+    view, width, rot, per, jobs = _open(blob, dtype, shape)
     if not jobs:
         raise ValueError("it stores no elements")
     start, n, off, size, _ = min(jobs, key=lambda job: job[1])

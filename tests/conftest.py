@@ -109,3 +109,16 @@ def lfs_server(tmp_path, git_env):
 def pytest_report_header(config):
     lfs = shutil.which("git-lfs")
     return f"git-lfs: {lfs or 'MISSING'}"
+
+
+class FailingSink:
+    """A sink whose write number `fail_at` (from 1) raises OSError(`message`): a disk filling up."""
+
+    def __init__(self, fail_at: int, message: str = "No space left on device"):
+        self.n, self.fail_at, self.message = 0, fail_at, message
+
+    def write(self, data) -> int:
+        self.n += 1
+        if self.n >= self.fail_at:
+            raise OSError(self.message)
+        return len(memoryview(data))

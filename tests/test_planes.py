@@ -12,6 +12,7 @@ import pytest
 from git_theta import codec, dtypes, planes
 from git_theta.errors import ThetaError
 from git_theta.tensor import RawTensor
+from tests.conftest import FailingSink
 
 
 def encode(t: RawTensor, compressor=None, skip_zero=False) -> bytes:
@@ -175,19 +176,9 @@ def test_encoding_is_deterministic_and_thread_count_free(monkeypatch, small_chun
 
 
 def test_a_sink_that_fails_midway_stops_the_encode(small_chunks):
-    class Failing:
-        def __init__(self):
-            self.n = 0
-
-        def write(self, data):
-            self.n += 1
-            if self.n == 5:
-                raise OSError("disk full")
-            return len(memoryview(data))
-
     t = RawTensor.from_numpy(weights(100_000))
     with pytest.raises(OSError, match="disk full"):
-        codec.encode(t, Failing())
+        codec.encode(t, FailingSink(5, "disk full"))
     round_trip(weights(100_000))  # nothing of the failed attempt leaks into the next
 
 

@@ -13,6 +13,7 @@ from git_theta.storage.lfs_store import LfsStore
 from git_theta.tensor import RawTensor
 from git_theta.updates import load_entry
 from git_theta.updates.storing import store_tensor
+from tests.conftest import FailingSink
 
 
 @pytest.fixture
@@ -85,18 +86,9 @@ def test_slice_past_the_object_is_an_error(store):
 
 @pytest.mark.parametrize("compressor", [None, codec.BLOSC])
 def test_kept_encoder_is_dropped_after_a_failed_write(compressor):
-    class Failing:
-        def __init__(self):
-            self.n = 0
-
-        def write(self, data):
-            self.n += 1
-            if self.n > 3:
-                raise OSError("No space left on device")
-
     big = RawTensor.from_numpy(np.arange(3 << 20, dtype=np.uint32))  # several chunks
     with pytest.raises(OSError):
-        codec.encode(big, Failing(), compressor)
+        codec.encode(big, FailingSink(4), compressor)
     import io
 
     out = io.BytesIO()
