@@ -65,10 +65,10 @@ def describe(exc: BaseException, path: str | None = None) -> str:
 
 def guarded(work: Callable[[], object], prog: str = "git-theta") -> int:
     """The error boundary every entry point (CLI, hooks, filter, diff and merge drivers, the
-    merge-CLI plug-in) runs its work in: run `work()` and return the exit code: its own (sys.exit, click's), 1 after an expected
-    failure said in one line on stderr (a ThetaError, or a file-system failure such as a full
-    disk), 1 after an unexpected one said in one line that points at GIT_THETA_LOG_LEVEL=DEBUG for
-    the traceback, 130 on Ctrl-C."""
+    merge-CLI plug-in) runs its work in: run `work()` and return the exit code: its own
+    (sys.exit, click's), 1 after an expected failure said in one line on stderr (a ThetaError,
+    or a file-system failure such as a full disk), 1 after an unexpected one said in one line
+    that points at GIT_THETA_LOG_LEVEL=DEBUG for the traceback, 130 on Ctrl-C."""
     try:
         work()
         return 0
