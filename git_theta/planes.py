@@ -255,12 +255,12 @@ def _encode_chunk(x: np.ndarray, width: int, rot: int):
 
 def _may_shrink(zc, plane: np.ndarray) -> bool:
     """Whether a plane is worth compressing whole: one of PROBES windows of PROBE_BYTES spread
-    over it (a 16th of it apart) must shrink below PROBE_SHARE. Random planes (float32's middle mantissa bytes) then
-    skip zstd's full pass, which costs half as much as compressing a skewed plane: encoding
-    GPT-2-small's float32 took 0.069 instead of 0.078 s of CPU per 64 MB here (one core, medians
-    of 7, twice), for 4.4 kB more on MiniLM float32 (74,284,487 bytes; one window from the
-    middle missed skewed stretches of its word embeddings: 155 kB more). Decided from the chunk's own bytes, so
-    objects stay deterministic."""
+    over it (a 16th of it apart) must shrink below PROBE_SHARE. Random planes (float32's middle
+    mantissa bytes) then skip zstd's full pass, which costs half as much as compressing a skewed
+    plane: encoding GPT-2-small's float32 took 0.069 instead of 0.078 s of CPU per 64 MB here
+    (one core, medians of 7, twice), for 4.4 kB more on MiniLM float32 (74,284,487 bytes; one
+    window from the middle missed skewed stretches of its word embeddings: 155 kB more).
+    Decided from the chunk's own bytes, so objects stay deterministic."""
     n = len(plane)
     if n < 4 * PROBES * PROBE_BYTES:
         return True
