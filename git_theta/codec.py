@@ -51,7 +51,6 @@ BLOSC = _COMPRESSOR  # pass as `compressor` to write the zarr layout whatever th
 # Changes (bit-pattern differences) use the default codec too: planes store the bit delta of a
 # small fine-tune of MiniLM's float32 weights in 0.286 of the raw size, blosc (lz4, bit-shuffle)
 # in 0.338, ZipNN (on the XOR of the two versions) in 0.386.
-DELTA_NAME = NAME
 DELTA_COMPRESSOR = None
 
 

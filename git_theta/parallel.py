@@ -3,6 +3,7 @@
 concurrent.futures is imported when a pool starts: with the `logging` it imports, ~6 ms of every
 pre-push hook here, which starts none."""
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -11,13 +12,13 @@ from git_theta import config
 
 A = TypeVar("A")
 B = TypeVar("B")
-_shared: list = []  # [threading.local()], made with the first pool: whether a job shares the cores
+_job = threading.local()  # .busy: whether the job this thread runs shares the cores with others
 
 
 def among_others() -> bool:
     """Whether this runs as one of several jobs ordered_map keeps in flight at once: work inside
     it then gains little from workers of its own (all cores are busy with its peers)."""
-    return bool(_shared) and getattr(_shared[0], "busy", False)
+    return getattr(_job, "busy", False)
 
 
 def ordered_map(
@@ -35,19 +36,14 @@ def ordered_map(
             yield fn(item)
         return
     ahead = ahead or workers + 1
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    if not _shared:
-        _shared.append(threading.local())
-    flag = _shared[0]
-
     def job(item: A) -> B:
-        flag.busy = ahead > 1
+        _job.busy = ahead > 1
         try:
             return fn(item)
         finally:
-            flag.busy = False
+            _job.busy = False
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="git-theta") as pool:
         pending: deque = deque()
